@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# devstack/kafka/cli.sh TOOL [ARGS...] - run a Kafka CLI tool from the jars
+# that devstack/install.sh put into $DEVSTACK_CACHE (no Kafka tarball needed).
+#
+#   devstack/kafka/cli.sh topics --bootstrap-server 127.0.0.1:19092 --list
+#   devstack/kafka/cli.sh console-producer --bootstrap-server 127.0.0.1:19092 --topic t
+#   devstack/kafka/cli.sh console-consumer --bootstrap-server 127.0.0.1:19092 --topic t --from-beginning
+#
+# TOOL is one of the names below (same as bin/kafka-TOOL.sh of the tarball).
+# KAFKA_TOOLS_HEAP (default 256m) sets the JVM heap.
+set -euo pipefail
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+# shellcheck source=../components/kafka.sh
+source "$DEVSTACK_DIR/components/kafka.sh"
+
+usage() {
+  cat >&2 <<USAGE
+usage: $0 TOOL [ARGS...]
+tools: topics console-producer console-consumer consumer-groups get-offsets
+       delete-records metadata-quorum broker-api-versions configs storage
+USAGE
+  exit 2
+}
+
+[[ $# -ge 1 ]] || usage
+tool="$1"
+shift
+case "$tool" in
+  topics) cls=org.apache.kafka.tools.TopicCommand ;;
+  console-producer) cls=kafka.tools.ConsoleProducer ;;
+  console-consumer) cls=org.apache.kafka.tools.consumer.ConsoleConsumer ;;
+  consumer-groups) cls=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
+  get-offsets) cls=org.apache.kafka.tools.GetOffsetShell ;;
+  delete-records) cls=org.apache.kafka.tools.DeleteRecordsCommand ;;
+  metadata-quorum) cls=org.apache.kafka.tools.MetadataQuorumCommand ;;
+  broker-api-versions) cls=kafka.admin.BrokerApiVersionsCommand ;;
+  configs) cls=kafka.admin.ConfigCommand ;;
+  storage) cls=kafka.tools.StorageTool ;;
+  -h | --help) usage ;;
+  *) echo "unknown tool: $tool" >&2; usage ;;
+esac
+
+kafka_installed || die "Kafka is not installed; run devstack/install.sh kafka"
+exec java "-Xmx${KAFKA_TOOLS_HEAP:-256m}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+  -Djava.awt.headless=true \
+  "-Dlog4j.configuration=file:$DEVSTACK_DIR/kafka/tools-log4j.properties" \
+  -cp "$KAFKA_HOME/libs/*" "$cls" "$@"

@@ -1,0 +1,88 @@
+"""Settings building blocks shared by every service.
+
+Each service declares one ``Settings(BaseSettings)`` with its own env prefix (``SINK_``,
+``INGEST_``...) and mixes in the blocks it needs. Defaults point at the local devstack
+(``devstack/ports.env``), so ``make up`` needs no configuration at all. A TOML file named by
+``<PREFIX>CONFIG_FILE`` is read as well; environment variables win over it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class ObservabilitySettings(BaseModel):
+    log_level: LogLevel = "INFO"
+    environment: str = "development"
+    metrics_host: str = Field("127.0.0.1", description="Address /metrics binds to; 0.0.0.0 in pods")
+    # OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces. Empty: export nothing,
+    # but trace context is still created and propagated so logs carry trace ids.
+    otlp_endpoint: str = ""
+
+
+class KafkaSettings(BaseModel):
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    raw_topic: str = "raw_iot_data"
+    decoded_topic: str = "decoded_iot_data"
+    dead_letter_topic: str = "iot_dead_letter"
+
+
+class DatabaseSettings(BaseModel):
+    database_url: str = "postgresql://devicefleet:devicefleet@127.0.0.1:15432/devicefleet"
+
+
+class MqttSettings(BaseModel):
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 11883
+    mqtt_keepalive: int = 30
+
+
+class ServiceSettings(BaseSettings):
+    """Base for service settings: env vars with a prefix, then an optional TOML file."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        prefix = str(settings_cls.model_config.get("env_prefix", ""))
+        config_file = os.environ.get(f"{prefix}CONFIG_FILE")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"{prefix}CONFIG_FILE={config_file} does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+
+def redacted(settings: BaseModel) -> dict[str, Any]:
+    """Settings as a dict safe to log: credentials in URLs and secret-like fields are masked."""
+    out: dict[str, Any] = {}
+    for key, value in settings.model_dump().items():
+        if any(word in key for word in ("password", "token", "secret")):
+            out[key] = "***"
+        elif isinstance(value, str) and "://" in value and "@" in value:
+            scheme, rest = value.split("://", 1)
+            out[key] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,78 @@
+"""OpenTelemetry setup and W3C trace-context carriers for Kafka headers and MQTT v5 properties.
+
+One message is one trace: the simulator starts it, and each hop (HTTP header, MQTT user
+property, Kafka header) carries ``traceparent`` to the next service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter, Setter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+KafkaHeaders = list[tuple[str, bytes]]
+MqttUserProperties = list[tuple[str, str]]
+
+
+def setup_tracing(service: str, otlp_endpoint: str = "") -> TracerProvider:
+    """Install a tracer provider; export over OTLP/HTTP only when an endpoint is configured."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+class _PairsGetter(Getter[Sequence[tuple[str, bytes | str]]]):
+    def get(self, carrier: Sequence[tuple[str, bytes | str]], key: str) -> list[str] | None:
+        values = [
+            v.decode("latin-1") if isinstance(v, bytes) else v
+            for k, v in carrier
+            if k.lower() == key
+        ]
+        return values or None
+
+    def keys(self, carrier: Sequence[tuple[str, bytes | str]]) -> list[str]:
+        return [k for k, _ in carrier]
+
+
+class _KafkaSetter(Setter[KafkaHeaders]):
+    def set(self, carrier: KafkaHeaders, key: str, value: str) -> None:
+        carrier.append((key, value.encode("latin-1")))
+
+
+class _MqttSetter(Setter[MqttUserProperties]):
+    def set(self, carrier: MqttUserProperties, key: str, value: str) -> None:
+        carrier.append((key, value))
+
+
+_getter = _PairsGetter()
+
+
+def inject_kafka_headers(headers: KafkaHeaders | None = None) -> KafkaHeaders:
+    carrier: KafkaHeaders = list(headers or [])
+    propagate.inject(carrier, setter=_KafkaSetter())
+    return carrier
+
+
+def inject_mqtt_properties(props: MqttUserProperties | None = None) -> MqttUserProperties:
+    carrier: MqttUserProperties = list(props or [])
+    propagate.inject(carrier, setter=_MqttSetter())
+    return carrier
+
+
+def extract_pairs(pairs: Iterable[tuple[str, bytes | str]] | None) -> otel_context.Context:
+    """Context from Kafka headers or MQTT user properties (both are lists of pairs)."""
+    return propagate.extract(list(pairs or []), getter=_getter)
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
