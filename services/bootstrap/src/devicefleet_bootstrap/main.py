@@ -1,10 +1,10 @@
 """``devicefleet-bootstrap``: make the brokers and the database ready for the services.
 
-  migrate                 apply database migrations (idempotent, locked)
-  topics                  create the Kafka topics (idempotent)
-  register --profile P --fleet F --count N [--start S]
-                          upsert simulated devices into the device registry
-  all                     migrate + topics
+migrate                 apply database migrations (idempotent, locked)
+topics                  create the Kafka topics (idempotent)
+register --profile P --fleet F --count N [--start S]
+                        upsert simulated devices into the device registry
+all                     migrate + topics
 """
 
 from __future__ import annotations
@@ -122,8 +122,11 @@ def register_devices(
 def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     setup_logging("bootstrap", settings.log_level, settings.environment)
-    parser = argparse.ArgumentParser(prog="devicefleet-bootstrap", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="devicefleet-bootstrap",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate")
     sub.add_parser("topics")

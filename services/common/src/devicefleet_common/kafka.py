@@ -8,12 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Gauge
 
 from devicefleet_common.logging import get_logger
+from devicefleet_common.schemas import DLQ_DETAIL_HEADER, DLQ_REASON_HEADER, DLQ_STAGE_HEADER
+from devicefleet_common.tracing import KafkaHeaders
 
 log = get_logger(__name__)
+
+KafkaHeaderList = KafkaHeaders
 
 CONSUMER_LAG = Gauge(
     "kafka_consumer_lag_messages",
@@ -68,10 +72,15 @@ def publish_consumer_lag(stats_json: str) -> None:
                 CONSUMER_LAG.labels(topic, partition).set(lag)
 
 
-def header_value(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:
-    for key, value in headers or []:
+def message_headers(msg: Message) -> KafkaHeaderList:
+    raw = msg.headers() or []
+    return list(raw.items()) if isinstance(raw, dict) else list(raw)
+
+
+def header_value(headers: KafkaHeaderList, name: str) -> str | None:
+    for key, value in headers:
         if key == name and value is not None:
-            return value.decode("utf-8", "replace")
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return None
 
 
@@ -143,3 +152,58 @@ def on_error_logger(component: str) -> Callable[[KafkaError], None]:
         log.warning("kafka client error", component=component, error=str(err), fatal=err.fatal())
 
     return _log
+
+
+def next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """Offsets to commit after ``messages`` are durable: one past the highest per partition."""
+    highest: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        key = (msg.topic() or "", msg.partition() or 0)
+        highest[key] = max(highest.get(key, -1), msg.offset() or 0)
+    return [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
+
+
+def first_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """Where to seek back to so that ``messages`` are consumed again."""
+    lowest: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        key = (msg.topic() or "", msg.partition() or 0)
+        offset = msg.offset() or 0
+        lowest[key] = min(lowest.get(key, offset), offset)
+    return [TopicPartition(t, p, o) for (t, p), o in lowest.items()]
+
+
+def dead_letter_headers(msg: Message, stage: str, reason: str, detail: str) -> KafkaHeaderList:
+    """The original headers plus why and where the record was dead-lettered."""
+    headers = message_headers(msg)
+    headers += [
+        (DLQ_REASON_HEADER, reason.encode()),
+        (DLQ_STAGE_HEADER, stage.encode()),
+        (DLQ_DETAIL_HEADER, detail[:1000].encode("utf-8", "replace")),
+        ("dlq-original-topic", (msg.topic() or "").encode()),
+        ("dlq-original-partition", str(msg.partition()).encode()),
+        ("dlq-original-offset", str(msg.offset()).encode()),
+    ]
+    return headers
+
+
+class DeliveryTracker:
+    """Counts delivery failures of a synchronous producer between ``flush`` calls, so a
+    consumer commits its offsets only when everything it produced was acknowledged."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def __call__(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self.failures.append(str(err))
+
+    def flush(self, producer: Producer, timeout: float) -> None:
+        remaining = producer.flush(timeout)
+        failures, self.failures = self.failures, []
+        if remaining or failures:
+            raise KafkaException(
+                KafkaError(
+                    KafkaError._MSG_TIMED_OUT, f"{remaining} undelivered, failures: {failures[:3]}"
+                )
+            )

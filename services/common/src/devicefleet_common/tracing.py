@@ -15,7 +15,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-KafkaHeaders = list[tuple[str, bytes]]
+# confluent-kafka's header list type; values may be None.
+KafkaHeaders = list[tuple[str, str | bytes | None]]
 MqttUserProperties = list[tuple[str, str]]
 
 
@@ -30,16 +31,19 @@ def setup_tracing(service: str, otlp_endpoint: str = "") -> TracerProvider:
     return provider
 
 
-class _PairsGetter(Getter[Sequence[tuple[str, bytes | str]]]):
-    def get(self, carrier: Sequence[tuple[str, bytes | str]], key: str) -> list[str] | None:
+Pairs = Sequence[tuple[str, str | bytes | None]]
+
+
+class _PairsGetter(Getter[Pairs]):
+    def get(self, carrier: Pairs, key: str) -> list[str] | None:
         values = [
             v.decode("latin-1") if isinstance(v, bytes) else v
             for k, v in carrier
-            if k.lower() == key
+            if k.lower() == key and v is not None
         ]
         return values or None
 
-    def keys(self, carrier: Sequence[tuple[str, bytes | str]]) -> list[str]:
+    def keys(self, carrier: Pairs) -> list[str]:
         return [k for k, _ in carrier]
 
 
@@ -68,7 +72,7 @@ def inject_mqtt_properties(props: MqttUserProperties | None = None) -> MqttUserP
     return carrier
 
 
-def extract_pairs(pairs: Iterable[tuple[str, bytes | str]] | None) -> otel_context.Context:
+def extract_pairs(pairs: Iterable[tuple[str, str | bytes | None]] | None) -> otel_context.Context:
     """Context from Kafka headers or MQTT user properties (both are lists of pairs)."""
     return propagate.extract(list(pairs or []), getter=_getter)
 

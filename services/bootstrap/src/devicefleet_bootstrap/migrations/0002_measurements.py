@@ -23,6 +23,8 @@ COLUMNS = """
     ingested_at    timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT iot_measurements_message_metric_key UNIQUE (message_id, metric, time)
 """
+# The column list is embedded in EXECUTE '...' strings below, so its quotes are doubled.
+QUOTED_COLUMNS = COLUMNS.replace("'", "''")
 
 steps = [
     step(
@@ -31,14 +33,14 @@ steps = [
         BEGIN
           IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
             CREATE EXTENSION IF NOT EXISTS timescaledb;
-            EXECUTE 'CREATE TABLE iot_measurements ({COLUMNS})';
+            EXECUTE 'CREATE TABLE iot_measurements ({QUOTED_COLUMNS})';
             PERFORM create_hypertable('iot_measurements', 'time',
                                       chunk_time_interval => interval '1 day');
             EXECUTE 'ALTER TABLE iot_measurements SET (timescaledb.compress,
                      timescaledb.compress_segmentby = ''device_id, metric'')';
             PERFORM add_compression_policy('iot_measurements', interval '7 days');
           ELSE
-            EXECUTE 'CREATE TABLE iot_measurements ({COLUMNS}) PARTITION BY RANGE (time)';
+            EXECUTE 'CREATE TABLE iot_measurements ({QUOTED_COLUMNS}) PARTITION BY RANGE (time)';
           END IF;
         END
         $$

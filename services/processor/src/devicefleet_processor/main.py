@@ -1,0 +1,184 @@
+"""Processor: raw_iot_data → decode + enrich → decoded_iot_data (or the dead-letter topic).
+
+At-least-once with no loss: offsets are committed only after every record produced for the
+batch was acknowledged. A crash re-processes at most one batch; the sink's unique key drops
+the resulting duplicates.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from types import FrameType
+
+import structlog
+from confluent_kafka import Consumer, KafkaException, Message, Producer
+from devicefleet_common.kafka import (
+    DeliveryTracker,
+    consumer_config,
+    first_offsets,
+    message_headers,
+    next_offsets,
+    on_error_logger,
+    producer_config,
+)
+from devicefleet_common.logging import get_logger, setup_logging
+from devicefleet_common.metrics import serve_metrics
+from devicefleet_common.settings import redacted
+from devicefleet_common.tracing import extract_pairs, inject_kafka_headers, setup_tracing
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
+from devicefleet_processor.pipeline import process
+from devicefleet_processor.registry import DeviceRegistry, RegistryUnavailable
+from devicefleet_processor.settings import Settings
+
+log = get_logger("devicefleet.processor")
+tracer = trace.get_tracer("devicefleet.processor")
+
+MESSAGES = Counter("processor_messages_total", "Raw records processed", ["outcome"])
+DEAD_LETTERS = Counter("processor_dead_letters_total", "Records dead-lettered", ["reason"])
+DECODE_DURATION = Histogram(
+    "processor_decode_duration_seconds",
+    "Decode + enrich time per record",
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1),
+)
+BATCH_DURATION = Histogram("processor_batch_duration_seconds", "Consume-to-commit time per batch")
+REGISTRY_ERRORS = Counter("processor_registry_unavailable_total", "Batches retried: registry down")
+
+
+class Processor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer = Consumer(
+            consumer_config(
+                settings.kafka_bootstrap_servers,
+                settings.group_id,
+                "devicefleet-processor",
+                error_cb=on_error_logger("processor-consumer"),
+            )
+        )
+        self.delivery = DeliveryTracker()
+        # Retry until delivered: the batch is not committed before every record is acked.
+        self.producer = Producer(
+            producer_config(
+                settings.kafka_bootstrap_servers,
+                "devicefleet-processor",
+                **{"message.timeout.ms": 0, "error_cb": on_error_logger("processor-producer")},
+            )
+        )
+        self.registry = DeviceRegistry(
+            settings.database_url,
+            settings.registry_refresh_seconds,
+            settings.registry_miss_ttl_seconds,
+        )
+        self.running = True
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.settings.raw_topic])
+        backoff = 0.5
+        while self.running:
+            msgs = [
+                m
+                for m in self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout)
+                if not self._is_error(m)
+            ]
+            if not msgs:
+                continue
+            try:
+                self.handle_batch(msgs)
+                backoff = 0.5
+            except (RegistryUnavailable, KafkaException) as exc:
+                # Nothing of this batch is committed; consume it again after a pause.
+                REGISTRY_ERRORS.inc()
+                log.warning(
+                    "batch failed, will retry", error=str(exc), messages=len(msgs), retry_in=backoff
+                )
+                for tp in first_offsets(msgs):
+                    self.consumer.seek(tp)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _is_error(self, msg: Message) -> bool:
+        if msg.error() is None:
+            return False
+        log.warning("consumer error", error=str(msg.error()))
+        return True
+
+    def handle_batch(self, msgs: list[Message]) -> None:
+        started = time.perf_counter()
+        self.registry.refresh_if_stale()
+        s = self.settings
+        reasons: list[str] = []
+        for msg in msgs:
+            with tracer.start_as_current_span(
+                "processor.decode",
+                context=extract_pairs(message_headers(msg)),
+                kind=trace.SpanKind.CONSUMER,
+            ):
+                t0 = time.perf_counter()
+                out = process(msg, self.registry, s.max_future_skew_seconds, s.max_age_seconds)
+                DECODE_DURATION.observe(time.perf_counter() - t0)
+                with structlog.contextvars.bound_contextvars(
+                    message_id=out.message_id, device_id=out.device_id
+                ):
+                    headers = inject_kafka_headers(
+                        [(k, v) for k, v in out.headers if k not in ("traceparent", "tracestate")]
+                    )
+                    topic = s.dead_letter_topic if out.dead_letter else s.decoded_topic
+                    self.producer.produce(
+                        topic,
+                        value=out.value,
+                        key=out.key,
+                        headers=headers,
+                        on_delivery=self.delivery,
+                    )
+                    if out.dead_letter:
+                        reasons.append(out.reason or "unknown")
+                        log.info("message dead-lettered", reason=out.reason)
+                    else:
+                        log.debug("message decoded")
+            self.producer.poll(0)
+        self.delivery.flush(self.producer, timeout=30.0)
+        self.consumer.commit(offsets=next_offsets(msgs), asynchronous=False)
+        # Counted once committed, so that raw = decoded + dead_lettered holds across retries.
+        MESSAGES.labels("decoded").inc(len(msgs) - len(reasons))
+        MESSAGES.labels("dead_lettered").inc(len(reasons))
+        for reason in reasons:
+            DEAD_LETTERS.labels(reason).inc()
+        BATCH_DURATION.observe(time.perf_counter() - started)
+
+    def stop(self, *_: object) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.producer.flush(10)
+        self.registry.close()
+
+
+def main() -> int:
+    settings = Settings()
+    setup_logging("processor", settings.log_level, settings.environment)
+    setup_tracing("processor", settings.otlp_endpoint)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
+    log.info("processor starting", settings=redacted(settings))
+    processor = Processor(settings)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received, finishing the current batch", signal=signum)
+        processor.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        processor.run()
+    finally:
+        processor.close()
+        log.info("processor stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Sink: decoded_iot_data → PostgreSQL, in batches, exactly once in effect.
+
+Offsets are committed only after the database transaction committed. A crash in between
+replays the batch, and the unique key (message_id, metric, time) drops every replayed row,
+so the tables are the same as if the crash had not happened.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from types import FrameType
+
+import psycopg
+import pydantic
+import structlog
+from confluent_kafka import Consumer, KafkaException, Message, Producer
+from devicefleet_common.kafka import (
+    DeliveryTracker,
+    consumer_config,
+    dead_letter_headers,
+    message_headers,
+    next_offsets,
+    on_error_logger,
+    producer_config,
+)
+from devicefleet_common.logging import get_logger, setup_logging
+from devicefleet_common.metrics import serve_metrics
+from devicefleet_common.schemas import DecodedRecord
+from devicefleet_common.settings import redacted
+from devicefleet_common.tracing import extract_pairs, setup_tracing
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
+from devicefleet_sink.rows import Row, record_rows
+from devicefleet_sink.settings import Settings
+from devicefleet_sink.writer import MeasurementWriter
+
+log = get_logger("devicefleet.sink")
+tracer = trace.get_tracer("devicefleet.sink")
+
+RECORDS = Counter("sink_records_total", "Decoded records consumed", ["outcome"])
+ROWS = Counter("sink_rows_total", "Measurement rows written", ["outcome"])
+BATCH_SIZE = Histogram(
+    "sink_batch_size_records",
+    "Records per batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
+BATCH_DURATION = Histogram("sink_batch_duration_seconds", "Write + commit time per batch")
+WRITE_FAILURES = Counter("sink_write_failures_total", "Batch writes that failed and were retried")
+
+STAGE = "sink"
+
+
+class Sink:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer = Consumer(
+            consumer_config(
+                settings.kafka_bootstrap_servers,
+                settings.group_id,
+                "devicefleet-sink",
+                error_cb=on_error_logger("sink-consumer"),
+            )
+        )
+        self.delivery = DeliveryTracker()
+        self.producer = Producer(
+            producer_config(
+                settings.kafka_bootstrap_servers,
+                "devicefleet-sink",
+                **{"message.timeout.ms": 0, "error_cb": on_error_logger("sink-producer")},
+            )
+        )
+        self.writer = MeasurementWriter(settings.database_url)
+        self.running = True
+
+    def collect(self) -> list[Message]:
+        """Up to batch_size records, or fewer once batch_timeout has passed."""
+        batch: list[Message] = []
+        deadline = time.monotonic() + self.settings.batch_timeout
+        while self.running and len(batch) < self.settings.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for msg in self.consumer.consume(self.settings.batch_size - len(batch), remaining):
+                if msg.error() is not None:
+                    log.warning("consumer error", error=str(msg.error()))
+                else:
+                    batch.append(msg)
+        return batch
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.settings.decoded_topic])
+        while self.running:
+            batch = self.collect()
+            if batch:
+                self.handle_batch(batch)
+
+    def to_rows(self, batch: list[Message]) -> tuple[list[Row], int]:
+        rows: list[Row] = []
+        dead = 0
+        for msg in batch:
+            with tracer.start_as_current_span(
+                "sink.stage",
+                context=extract_pairs(message_headers(msg)),
+                kind=trace.SpanKind.CONSUMER,
+            ):
+                try:
+                    record = DecodedRecord.model_validate_json(msg.value() or b"")
+                except pydantic.ValidationError as exc:
+                    dead += 1
+                    err = exc.errors()[0]
+                    detail = f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}"
+                    self.producer.produce(
+                        self.settings.dead_letter_topic,
+                        value=msg.value(),
+                        key=msg.key(),
+                        headers=dead_letter_headers(msg, STAGE, "invalid_record", detail),
+                        on_delivery=self.delivery,
+                    )
+                    log.warning("record dead-lettered", reason="invalid_record", detail=detail)
+                    continue
+                rows.extend(record_rows(record))
+                with structlog.contextvars.bound_contextvars(
+                    message_id=record.message_id, device_id=record.device_id
+                ):
+                    log.debug("record staged", rows=len(record.measurements))
+        return rows, dead
+
+    def handle_batch(self, batch: list[Message]) -> None:
+        started = time.perf_counter()
+        rows, dead = self.to_rows(batch)
+        backoff = 0.5
+        while True:
+            try:
+                result = self.writer.write(rows) if rows else None
+                break
+            except psycopg.Error as exc:
+                # Keep the batch and try again: its offsets are not committed, so even a
+                # crash here loses nothing.
+                WRITE_FAILURES.inc()
+                log.warning(
+                    "database write failed, retrying",
+                    error=str(exc).strip(),
+                    rows=len(rows),
+                    retry_in=backoff,
+                )
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.db_retry_max_seconds)
+        self.delivery.flush(self.producer, timeout=30.0)
+        try:
+            self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+        except KafkaException as exc:
+            # Partitions revoked by a rebalance: the new owner replays, the DB dedups.
+            log.warning("offset commit failed", error=str(exc))
+        RECORDS.labels("written").inc(len(batch) - dead)
+        RECORDS.labels("dead_lettered").inc(dead)
+        BATCH_SIZE.observe(len(batch))
+        BATCH_DURATION.observe(time.perf_counter() - started)
+        if result is not None:
+            ROWS.labels("inserted").inc(result.inserted)
+            ROWS.labels("duplicate").inc(result.duplicates)
+            log.info(
+                "batch written",
+                records=len(batch),
+                rows=len(rows),
+                inserted=result.inserted,
+                duplicates=result.duplicates,
+                hourly_buckets=result.hourly_buckets,
+                dead_lettered=dead,
+                seconds=round(time.perf_counter() - started, 4),
+            )
+
+    def stop(self) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.producer.flush(10)
+        self.writer.close()
+
+
+def main() -> int:
+    settings = Settings()
+    setup_logging("sink", settings.log_level, settings.environment)
+    setup_tracing("sink", settings.otlp_endpoint)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
+    log.info("sink starting", settings=redacted(settings))
+    sink = Sink(settings)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received, writing the current batch", signal=signum)
+        sink.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sink.run()
+    finally:
+        sink.close()
+        log.info("sink stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

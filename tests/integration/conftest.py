@@ -1,0 +1,239 @@
+"""A private copy of the pipeline per test session, on the shared local stack.
+
+Every session gets its own Kafka topics, consumer groups, MQTT client id and HTTP/metrics
+ports, so the tests neither disturb nor are disturbed by a platform started with ``make up``.
+Device ids are unique per session too; assertions only look at their own devices.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka.admin import AdminClient
+from devicefleet_bootstrap.main import create_topics, migrate, register_devices
+from devicefleet_bootstrap.settings import Settings as BootstrapSettings
+from devicefleet_common.schemas import Profile
+
+from tests.support import ServiceProcess, free_port, stack_ports, wait_for
+
+PORTS = stack_ports()
+KAFKA = f"127.0.0.1:{PORTS['KAFKA_PORT']}"
+DATABASE_URL = (
+    f"postgresql://{PORTS['PG_USER']}:{PORTS['PG_PASSWORD']}@127.0.0.1:{PORTS['PG_PORT']}/"
+    f"{PORTS['PG_DATABASE']}"
+)
+MQTT_PORT = int(PORTS["MQTT_PORT"])
+PROMETHEUS_URL = f"http://127.0.0.1:{PORTS['PROMETHEUS_PORT']}"
+
+
+def _require(component: str, check: Callable[[], object]) -> None:
+    try:
+        check()
+    except Exception as exc:
+        pytest.fail(
+            f"{component} is not reachable ({exc!r}). Start the local stack with `make up` "
+            f"(or `bash devstack/up.sh`); `make status` shows what is running.",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def stack() -> dict[str, str]:
+    """The local stack is up: every component answers, else the session fails."""
+
+    def kafka() -> None:
+        AdminClient({"bootstrap.servers": KAFKA}).list_topics(timeout=5)
+
+    def postgres() -> None:
+        with psycopg.connect(DATABASE_URL, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+
+    def mosquitto() -> None:
+        socket.create_connection(("127.0.0.1", MQTT_PORT), timeout=5).close()
+
+    _require("Kafka", kafka)
+    _require("PostgreSQL", postgres)
+    _require("Mosquitto", mosquitto)
+    return PORTS
+
+
+@dataclass
+class Pipeline:
+    """Names and handles of this session's pipeline."""
+
+    run_id: str
+    raw_topic: str
+    decoded_topic: str
+    dead_letter_topic: str
+    ingest_url: str
+    log_dir: Path
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def fleet(self, name: str) -> str:
+        return f"{name}-{self.run_id}"
+
+    def register(self, profile: Profile, fleet: str, count: int, start: int = 0) -> None:
+        register_devices(self.bootstrap_settings(), profile, fleet, count, start, site="test-site")
+
+    def bootstrap_settings(self) -> BootstrapSettings:
+        return BootstrapSettings(
+            database_url=DATABASE_URL,
+            kafka_bootstrap_servers=KAFKA,
+            raw_topic=self.raw_topic,
+            decoded_topic=self.decoded_topic,
+            dead_letter_topic=self.dead_letter_topic,
+            topic_partitions=3,
+        )
+
+    def restart(self, name: str) -> ServiceProcess:
+        old = self.services[name]
+        new = ServiceProcess(name, old.argv, self.env[name], self.log_dir, old.health_url)
+        new.log_path = old.log_path  # one log file per service across restarts
+        self.services[name] = new.start()
+        return new
+
+
+def _service_env(prefix: str, pipeline: Pipeline, **extra: str) -> dict[str, str]:
+    env = {
+        f"{prefix}KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        f"{prefix}RAW_TOPIC": pipeline.raw_topic,
+        f"{prefix}DECODED_TOPIC": pipeline.decoded_topic,
+        f"{prefix}DEAD_LETTER_TOPIC": pipeline.dead_letter_topic,
+        f"{prefix}DATABASE_URL": DATABASE_URL,
+        f"{prefix}LOG_LEVEL": "DEBUG",
+        f"{prefix}MQTT_PORT": str(MQTT_PORT),
+    }
+    env.update({f"{prefix}{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+def pipeline(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    run_id = uuid.uuid4().hex[:8]
+    log_dir = tmp_path_factory.mktemp("service-logs")
+    ingest_port = free_port()
+    p = Pipeline(
+        run_id=run_id,
+        raw_topic=f"test_raw_{run_id}",
+        decoded_topic=f"test_decoded_{run_id}",
+        dead_letter_topic=f"test_dlq_{run_id}",
+        ingest_url=f"http://127.0.0.1:{ingest_port}",
+        log_dir=log_dir,
+    )
+    migrate(p.bootstrap_settings())
+    create_topics(p.bootstrap_settings())
+    bridge_metrics, processor_metrics, sink_metrics = free_port(), free_port(), free_port()
+    p.env = {
+        "ingest": _service_env("INGEST_", p, port=str(ingest_port)),
+        "bridge": _service_env(
+            "BRIDGE_",
+            p,
+            client_id=f"test-bridge-{run_id}",
+            metrics_port=str(bridge_metrics),
+            session_expiry_seconds="600",
+        ),
+        "processor": _service_env(
+            "PROCESSOR_",
+            p,
+            group_id=f"test-processor-{run_id}",
+            metrics_port=str(processor_metrics),
+            registry_miss_ttl_seconds="0.2",
+        ),
+        "sink": _service_env(
+            "SINK_",
+            p,
+            group_id=f"test-sink-{run_id}",
+            metrics_port=str(sink_metrics),
+            batch_timeout="0.3",
+        ),
+    }
+    health = {
+        "ingest": f"{p.ingest_url}/health",
+        "bridge": f"http://127.0.0.1:{bridge_metrics}/metrics",
+        "processor": f"http://127.0.0.1:{processor_metrics}/metrics",
+        "sink": f"http://127.0.0.1:{sink_metrics}/metrics",
+    }
+    try:
+        for name in ("sink", "processor", "bridge", "ingest"):
+            p.services[name] = ServiceProcess(
+                name, [f"devicefleet-{name}"], p.env[name], log_dir, health[name]
+            ).start()
+        yield p
+    finally:
+        for service in p.services.values():
+            service.stop()
+        admin = AdminClient({"bootstrap.servers": KAFKA})
+        admin.delete_topics([p.raw_topic, p.decoded_topic, p.dead_letter_topic])
+
+
+@pytest.fixture
+def db(stack: dict[str, str]) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        yield conn
+
+
+def rows_for(db: psycopg.Connection[Any], message_id: str) -> list[dict[str, Any]]:
+    cur = db.cursor(row_factory=psycopg.rows.dict_row)
+    return cur.execute(
+        "SELECT * FROM iot_measurements WHERE message_id = %s ORDER BY metric", (message_id,)
+    ).fetchall()
+
+
+def wait_for_rows(
+    db: psycopg.Connection[Any], message_id: str, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    return wait_for(
+        lambda: rows_for(db, message_id), timeout, message=f"rows of message {message_id}"
+    )
+
+
+def dead_letters(pipeline: Pipeline, key: str, timeout: float = 30.0) -> dict[str, str]:
+    """Headers of the first dead-letter record whose key is ``key`` (a device id)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": KAFKA,
+            "group.id": f"test-dlq-reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([pipeline.dead_letter_topic])
+    try:
+
+        def find() -> dict[str, str] | None:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                return None
+            if msg.error():
+                raise KafkaException(msg.error())
+            if (msg.key() or b"").decode() != key:
+                return None
+            headers = msg.headers() or []
+            return {k: (v or b"").decode() for k, v in headers} | {
+                "_value": (msg.value() or b"").decode(errors="replace")
+            }
+
+        return wait_for(find, timeout, interval=0, message=f"dead letter for {key}")
+    finally:
+        consumer.close()
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out

@@ -1,0 +1,123 @@
+"""Helpers shared by the test tiers: the stack's ports, polling, service processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def stack_ports() -> dict[str, str]:
+    """devstack/ports.env, the one place the stack's loopback ports are defined."""
+    values: dict[str, str] = {}
+    for line in (REPO / "devstack" / "ports.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    check: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.25,
+    message: str = "condition",
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``message`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {message}"
+        + (f" (last error: {last_error!r})" if last_error else "")
+    )
+
+
+class ServiceProcess:
+    """One of the project's services run as a real process, logging to a file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        health_url: str | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = {**os.environ, **env}
+        self.log_path = log_dir / f"{name}.log"
+        self.health_url = health_url
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> ServiceProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+        if self.health_url:
+            url = self.health_url
+
+            def healthy() -> bool:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(
+                        f"{self.name} exited with {self.proc.returncode}; log:\n{self.log_tail()}"
+                    )
+                return httpx.get(url, timeout=1.0).status_code == 200
+
+            wait_for(healthy, timeout, message=f"{self.name} at {url}")
+        return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, exactly what a crash looks like."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
