@@ -1,0 +1,53 @@
+# DeviceFleet developer entry points. `make up` runs the platform locally with demo
+# fleets; `make test` runs every test tier against the local stack (it starts it).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_CACHE_DIR ?= $(HOME)/.cache/uv
+UV ?= uv
+
+.PHONY: help install up down status stack-up stack-down lint test test-unit test-integration demo-rows clean
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+install: ## install uv (if missing) and the locked Python environment
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
+	$(UV) sync --frozen
+
+up: install stack-up ## start brokers + DB, the pipeline services and demo simulators; show data
+	bash devstack/platform.sh up
+	@$(MAKE) --no-print-directory demo-rows
+
+down: ## stop simulators, services and the stack (data is kept)
+	-bash devstack/platform.sh down
+	bash devstack/down.sh
+
+status: ## what is running, where its log is
+	@bash devstack/status.sh
+	@bash devstack/platform.sh status
+
+stack-up: ## only the brokers and the database (Kafka, Mosquitto, PostgreSQL, Prometheus)
+	bash devstack/up.sh
+
+stack-down:
+	bash devstack/down.sh
+
+lint: install ## ruff + mypy
+	$(UV) run ruff check services tests
+	$(UV) run ruff format --check services tests
+	$(UV) run mypy
+
+test: lint stack-up ## lint, then unit + integration tests against the local stack
+	$(UV) run pytest tests
+
+test-unit: install
+	$(UV) run pytest tests/unit
+
+test-integration: install stack-up
+	$(UV) run pytest tests/integration
+
+demo-rows: ## the newest decoded rows per profile
+	@source devstack/lib.sh && PGPASSWORD=$$PG_PASSWORD psql -h 127.0.0.1 -p $$PG_PORT \
+	  -U $$PG_USER -d $$PG_DATABASE -c "SELECT profile, count(*) AS rows, \
+	  count(DISTINCT device_id) AS devices, max(time) AS newest FROM iot_measurements \
+	  WHERE ingested_at > now() - interval '10 minutes' GROUP BY profile ORDER BY profile"
