@@ -83,7 +83,7 @@ load_ports_env() {
     DEVSTACK_ENV_KEYS+=("$key")
   done <"$file"
 }
-load_ports_env
+load_ports_env "$DEVSTACK_PORTS_FILE"
 
 # --------------------------------------------------------------------------
 # Per-component paths
@@ -116,8 +116,8 @@ _proc_field() {
   printf '%s' "${fields[$2]}"
 }
 
-# _pid_alive PID [STARTTIME]: process exists, is not a zombie and (if given)
-# started at STARTTIME.
+# _pid_alive PID [STARTTIME]: process exists, is not a zombie (an exited
+# child nobody reaped yet) and (if given) started at STARTTIME.
 _pid_alive() {
   local pid="$1" want="${2:-}" state start
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
@@ -133,11 +133,13 @@ _pid_alive() {
 # pid_of NAME: print the pid from NAME's pid file if that process is running
 # (same start time), else print nothing and return 1.
 pid_of() {
-  local name="$1" pf pid start=""
+  local name="$1" pf pid start
   pf="$(pid_file "$name")"
-  [[ -s "$pf" ]] || return 1
+  # Both files are written by start_process; without the start time we
+  # cannot tell the pid apart from a recycled one, so it does not count.
+  [[ -s "$pf" && -s "$DEVSTACK_PIDS/$name.start" ]] || return 1
   pid="$(head -n1 "$pf")"
-  [[ -s "$DEVSTACK_PIDS/$name.start" ]] && start="$(head -n1 "$DEVSTACK_PIDS/$name.start")"
+  start="$(head -n1 "$DEVSTACK_PIDS/$name.start")"
   _pid_alive "$pid" "$start" || return 1
   printf '%s' "$pid"
 }
@@ -152,7 +154,8 @@ is_running() { pid_of "$1" >/dev/null; }
 #   Environment variables of the caller are inherited, so
 #   `FOO=1 start_process ...` or exported variables work.
 #   Refuses (returns 1) if NAME is already running. A stale pid file is
-#   replaced. CMD must stay in the foreground (no self-daemonizing), because
+#   replaced. LOGFILE is appended to (a header line marks each start) and
+#   rotated once it exceeds DEVSTACK_LOG_ROTATE_MB. CMD must stay in the foreground (no self-daemonizing), because
 #   its pid is the one recorded.
 start_process() {
   local name="$1" logfile="$2" pid pf
@@ -165,15 +168,20 @@ start_process() {
   mkdir -p "$DEVSTACK_PIDS" "$(dirname "$logfile")"
   pf="$(pid_file "$name")"
   rm -f "$pf" "$DEVSTACK_PIDS/$name.start"
+  # Keep logs bounded: a log over DEVSTACK_LOG_ROTATE_MB (default 100) is
+  # moved to LOGFILE.1 (one generation) before the process starts.
+  if [[ -f "$logfile" ]] && (($(stat -c %s "$logfile") > ${DEVSTACK_LOG_ROTATE_MB:-100} * 1048576)); then
+    mv -f "$logfile" "$logfile.1"
+  fi
   printf '==== devstack: starting %s at %s: %s\n' "$name" "$(date -Is)" "$*" >>"$logfile"
   # Without job control a background child is not a process-group leader, so
   # setsid execs in place (no extra fork) and $! is the command's own pid.
   # fd 9 (our lock, see with_lock) is closed so daemons do not inherit it.
   local had_m=""
-  [[ $- == *m* ]] && had_m=1 && set +m
+  if [[ $- == *m* ]]; then had_m=1; set +m; fi
   setsid nohup "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
   pid=$!
-  [[ -n "$had_m" ]] && set -m
+  if [[ -n "$had_m" ]]; then set -m; fi
   printf '%s\n' "$pid" >"$pf.tmp" && mv -f "$pf.tmp" "$pf"
   if _proc_field "$pid" 19 >"$DEVSTACK_PIDS/$name.start.tmp"; then
     mv -f "$DEVSTACK_PIDS/$name.start.tmp" "$DEVSTACK_PIDS/$name.start"
@@ -231,7 +239,8 @@ wait_for() {
       return 0
     fi
     if [[ -s "$(pid_file "$name")" ]] && ! is_running "$name"; then
-      printf 'devstack: %s exited while starting (did not become healthy within %ss); last log lines of %s:\n' \
+      printf 'devstack: %s: its process exited\n' "$name" >&2
+      printf 'devstack: %s did not become healthy within %ss; last log lines of %s:\n' \
         "$name" "$timeout" "$logfile" >&2
       break
     fi
@@ -287,10 +296,13 @@ render_template() {
 # (postgres) keep their data under root's 0700 $HOME. Uses a POSIX ACL entry
 # for just that user (package acl) rather than opening the dirs to everyone.
 grant_traverse() {
-  local user="$1" dir="$2" d
-  d="$dir"
-  while [[ "$d" != / && -n "$d" ]]; do
-    d="$(dirname "$d")"
+  local user="$1" dir="$2" d="" part parts
+  IFS=/ read -r -a parts <<<"${dir#/}"
+  # From / downwards, so only the dirs that really block get an entry.
+  for part in "${parts[@]}"; do
+    [[ -n "$part" ]] || continue
+    d="$d/$part"
+    [[ -d "$d" ]] || break
     if ! runuser -u "$user" -- test -x "$d" 2>/dev/null; then
       command -v setfacl >/dev/null || apt_install acl
       if setfacl -m "u:$user:x" "$d" 2>/dev/null; then
@@ -339,7 +351,7 @@ apt_install() {
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   } || rc=$?
-  [[ -n "$made_policy" ]] && rm -f "$policy"
+  if [[ -n "$made_policy" ]]; then rm -f "$policy"; fi
   ((rc == 0)) || die "apt-get install ${missing[*]} failed (exit $rc)"
   for pkg in "${missing[@]}"; do
     _disable_system_service "$pkg"
@@ -362,7 +374,9 @@ _disable_system_service() {
     if "/etc/init.d/$svc" status >/dev/null 2>&1; then
       "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
     fi
-    command -v update-rc.d >/dev/null && update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    if command -v update-rc.d >/dev/null; then
+      update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    fi
   fi
   return 0
 }
@@ -390,16 +404,24 @@ select_components() {
   SELECTED=()
   for a in "$@"; do
     ok=""
-    for c in "${DEVSTACK_COMPONENTS[@]}"; do [[ "$a" == "$c" ]] && ok=1; done
+    for c in "${DEVSTACK_COMPONENTS[@]}"; do
+      if [[ "$a" == "$c" ]]; then ok=1; fi
+    done
     [[ -n "$ok" ]] || die "unknown component '$a' (known: ${DEVSTACK_COMPONENTS[*]})"
   done
   for c in "${DEVSTACK_COMPONENTS[@]}"; do
     if [[ $# -eq 0 ]]; then
       SELECTED+=("$c")
-    else
-      for a in "$@"; do [[ "$a" == "$c" ]] && SELECTED+=("$c") && break; done
+      continue
     fi
+    for a in "$@"; do
+      if [[ "$a" == "$c" ]]; then
+        SELECTED+=("$c")
+        break
+      fi
+    done
   done
+  return 0
 }
 
 # with_lock: serialize up/down runs against the same state dir.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # devstack/kafka/cli.sh TOOL [ARGS...] - run a Kafka CLI tool from the jars
 # that devstack/install.sh put into $DEVSTACK_CACHE (no Kafka tarball needed).
 #
