@@ -24,29 +24,36 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class ObservabilitySettings(BaseModel):
-    log_level: LogLevel = "INFO"
-    environment: str = "development"
+    log_level: LogLevel = Field("INFO", description="DEBUG logs one line per message")
+    environment: str = Field("development", description="Added to every log line")
     metrics_host: str = Field("127.0.0.1", description="Address /metrics binds to; 0.0.0.0 in pods")
-    # OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces. Empty: export nothing,
-    # but trace context is still created and propagated so logs carry trace ids.
-    otlp_endpoint: str = ""
+    # Empty: export nothing, but trace context is still created and propagated so that
+    # logs carry trace ids.
+    otlp_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces; "
+        "empty = no export",
+    )
 
 
 class KafkaSettings(BaseModel):
-    kafka_bootstrap_servers: str = "127.0.0.1:19092"
-    raw_topic: str = "raw_iot_data"
-    decoded_topic: str = "decoded_iot_data"
-    dead_letter_topic: str = "iot_dead_letter"
+    kafka_bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap list")
+    raw_topic: str = Field("raw_iot_data", description="Envelopes from ingest and the bridge")
+    decoded_topic: str = Field("decoded_iot_data", description="Decoded, enriched records")
+    dead_letter_topic: str = Field("iot_dead_letter", description="Records that cannot be used")
 
 
 class DatabaseSettings(BaseModel):
-    database_url: str = "postgresql://devicefleet:devicefleet@127.0.0.1:15432/devicefleet"
+    database_url: str = Field(
+        "postgresql://devicefleet:devicefleet@127.0.0.1:15432/devicefleet",
+        description="libpq URL; pass credentials from a Secret in production",
+    )
 
 
 class MqttSettings(BaseModel):
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int = 11883
-    mqtt_keepalive: int = 30
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host")
+    mqtt_port: int = Field(11883, description="MQTT broker port")
+    mqtt_keepalive: int = Field(30, description="MQTT keepalive, seconds")
 
 
 class ServiceSettings(BaseSettings):

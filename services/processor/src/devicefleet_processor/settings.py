@@ -13,13 +13,15 @@ from pydantic_settings import SettingsConfigDict
 class Settings(ServiceSettings, KafkaSettings, DatabaseSettings, ObservabilitySettings):
     model_config = SettingsConfigDict(env_prefix="PROCESSOR_", extra="ignore")
 
-    group_id: str = "devicefleet-processor"
-    metrics_port: int = 18082
+    group_id: str = Field("devicefleet-processor", description="Kafka consumer group")
+    metrics_port: int = Field(18082, description="Port of /metrics")
     batch_size: int = Field(500, ge=1, le=100_000, description="Messages per consume call")
-    poll_timeout: float = Field(0.5, gt=0)
+    poll_timeout: float = Field(0.5, gt=0, description="Seconds a consume call waits")
     registry_refresh_seconds: float = Field(30.0, gt=0, description="Full registry re-read")
     # A device missing from the cache is looked up again at most this often, so a device
     # registered a moment ago is found without waiting for the next full refresh.
-    registry_miss_ttl_seconds: float = Field(2.0, ge=0)
+    registry_miss_ttl_seconds: float = Field(
+        2.0, ge=0, description="Re-check an unknown device at most this often"
+    )
     max_future_skew_seconds: float = Field(3600.0, description="Later timestamps dead-letter")
     max_age_seconds: float = Field(30 * 86400.0, description="Older timestamps dead-letter")

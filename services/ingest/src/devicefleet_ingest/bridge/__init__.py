@@ -1,0 +1,5 @@
+"""MQTT → Kafka bridge (``devicefleet-bridge``)."""
+
+from devicefleet_ingest.bridge.main import main
+
+__all__ = ["main"]

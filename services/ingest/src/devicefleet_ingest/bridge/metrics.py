@@ -1,0 +1,14 @@
+"""Bridge metrics, served on ``metrics_port``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter("bridge_messages", "MQTT messages by outcome", ["outcome"])
+for _outcome in ("forwarded", "failed"):
+    MESSAGES.labels(_outcome)
+PRODUCE_DURATION = Histogram(
+    "bridge_produce_duration_seconds", "Time from produce to the broker's acknowledgement"
+)
+MQTT_CONNECTED = Gauge("bridge_mqtt_connected", "1 while connected to the MQTT broker")
+UNACKED = Gauge("bridge_unacked_messages", "MQTT messages received and not yet acknowledged")

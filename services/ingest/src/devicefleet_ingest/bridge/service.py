@@ -1,0 +1,285 @@
+"""MQTT v5 → Kafka with at-least-once delivery.
+
+paho's network thread only queues messages; the main thread produces, polls the producer and
+acks each MQTT message (manual acks, in receive order) after Kafka acknowledged its record.
+An unacked message stays in the broker's persistent session, so a crash or a Kafka outage
+loses nothing: the broker redelivers it to the next connection (duplicates are removed
+downstream by message id).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from confluent_kafka import KafkaError, Message, Producer
+from devicefleet_common.kafka import on_error_logger, producer_config
+from devicefleet_common.logging import get_logger
+from devicefleet_common.schemas import MESSAGE_ID_HEADER
+from devicefleet_common.topics import SUBSCRIPTIONS
+from devicefleet_common.tracing import extract_pairs, inject_kafka_headers
+from opentelemetry import trace
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from devicefleet_ingest.bridge import metrics
+from devicefleet_ingest.bridge.acks import AckQueue
+from devicefleet_ingest.bridge.envelope import mqtt_envelope
+from devicefleet_ingest.bridge.settings import BridgeSettings
+from devicefleet_ingest.producer import Headers
+
+log = get_logger("devicefleet.bridge")
+tracer = trace.get_tracer("devicefleet.bridge")
+
+_RETRY_DELAY_SECONDS = 1.0
+_DRAIN_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Inbound:
+    generation: int  # connection the message arrived on; its mid means nothing on another
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    user_properties: list[tuple[str, str]]
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Record:
+    key: bytes
+    value: bytes
+    headers: Headers
+    message_id: str
+    token: int | None  # AckQueue token; None for QoS 0 (nothing to ack)
+    generation: int
+
+
+class Bridge:
+    def __init__(self, settings: BridgeSettings) -> None:
+        self._settings = settings
+        self._inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self._acks = AckQueue()
+        self._retries: list[tuple[float, Record]] = []
+        self._generation = 0  # bumped by the network thread on every disconnect
+        self._accepting = True
+        self._stop = threading.Event()
+        self._producer = Producer(
+            producer_config(
+                settings.kafka_bootstrap_servers,
+                settings.client_id,
+                # Never give up on a record: while Kafka is down, messages wait unacked in
+                # the MQTT session (bounded by receive_maximum) instead of being dropped.
+                **{"message.timeout.ms": 0, "error_cb": on_error_logger("bridge")},
+            )
+        )
+        self._client = self._mqtt_client()
+
+    def _mqtt_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._settings.client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        client.manual_ack_set(True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._settings.session_expiry_seconds
+        properties.ReceiveMaximum = self._settings.receive_maximum
+        self._client.connect_async(
+            self._settings.mqtt_host,
+            self._settings.mqtt_port,
+            self._settings.mqtt_keepalive,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+        generation = self._generation
+        while not self._stop.is_set():
+            if generation != self._generation:
+                generation = self._generation
+                self._acks.clear()
+            self._forward_inbox()
+            self._producer.poll(0.05)
+            metrics.UNACKED.set(len(self._acks) + self._inbox.qsize())
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._accepting = False  # later messages stay unacked in the session
+        self._forward_inbox()
+        unflushed = self._producer.flush(self._settings.shutdown_flush_seconds)
+        log.info("kafka flushed", unflushed=unflushed, unacked=len(self._acks))
+        # PUBACKs queued by the delivery callbacks go out before DISCONNECT; the session
+        # (subscriptions and unacked messages) stays for the next start.
+        self._client.disconnect()
+        self._client.loop_stop()
+        metrics.MQTT_CONNECTED.set(0)
+
+    # --- paho network thread ---------------------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.warning("mqtt connect refused", reason_code=str(reason_code))
+            return
+        metrics.MQTT_CONNECTED.set(1)
+        log.info(
+            "mqtt connected",
+            reason_code=str(reason_code),
+            session_present=flags.session_present,
+            host=self._settings.mqtt_host,
+            port=self._settings.mqtt_port,
+        )
+        # Idempotent for a resumed session; needed for a new one.
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in SUBSCRIPTIONS])
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        granted = dict(zip(SUBSCRIPTIONS, (str(rc) for rc in reason_codes), strict=False))
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("mqtt subscription refused", granted=granted)
+        else:
+            log.info("mqtt subscribed", granted=granted)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._generation += 1
+        metrics.MQTT_CONNECTED.set(0)
+        level = log.warning if reason_code.is_failure else log.info
+        level("mqtt disconnected", reason_code=str(reason_code))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if not self._accepting:
+            return
+        user_properties = getattr(message.properties, "UserProperty", None) or []
+        self._inbox.put(
+            Inbound(
+                generation=self._generation,
+                mid=message.mid,
+                qos=message.qos,
+                topic=message.topic,
+                payload=bytes(message.payload),
+                user_properties=list(user_properties),
+                received_at=time.time(),
+            )
+        )
+
+    # --- main thread -----------------------------------------------------------------------
+
+    def _forward_inbox(self) -> None:
+        now = time.monotonic()
+        due = [record for at, record in self._retries if at <= now]
+        self._retries = [(at, record) for at, record in self._retries if at > now]
+        for record in due:
+            self._produce(record)
+        for _ in range(_DRAIN_BATCH):
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if item.generation == self._generation:  # else: the broker redelivers it
+                self._produce(self._record(item))
+
+    def _record(self, item: Inbound) -> Record:
+        envelope = mqtt_envelope(item.topic, item.payload, item.user_properties, item.received_at)
+        # Continue the device's trace (MQTT user properties) into the Kafka headers.
+        with tracer.start_as_current_span(
+            "bridge",
+            context=extract_pairs(item.user_properties),
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": self._settings.raw_topic,
+                "mqtt.topic": item.topic,
+                "message.id": envelope.message_id,
+            },
+        ):
+            headers: Headers = [
+                *inject_kafka_headers(),
+                (MESSAGE_ID_HEADER, envelope.message_id.encode()),
+            ]
+        log.debug(
+            "message received",
+            message_id=envelope.message_id,
+            device_id=envelope.device_id,
+            topic=item.topic,
+        )
+        return Record(
+            key=envelope.device_id.encode(),
+            value=envelope.model_dump_json().encode(),
+            headers=headers,
+            message_id=envelope.message_id,
+            token=self._acks.add(item.mid) if item.qos > 0 else None,
+            generation=item.generation,
+        )
+
+    def _produce(self, record: Record) -> None:
+        started = time.perf_counter()
+
+        def on_delivery(err: KafkaError | None, _: Message) -> None:
+            self._delivered(record, err, time.perf_counter() - started)
+
+        while True:
+            try:
+                self._producer.produce(
+                    self._settings.raw_topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=record.headers,
+                    on_delivery=on_delivery,
+                )
+                return
+            except BufferError:  # local queue full: serve callbacks until there is room
+                self._producer.poll(0.1)
+
+    def _delivered(self, record: Record, err: KafkaError | None, seconds: float) -> None:
+        if err is not None:
+            # Only permanent errors get here (no timeout): keep the message unacked and
+            # retry, so it is never lost; the failed counter and unacked gauge show it.
+            metrics.MESSAGES.labels("failed").inc()
+            log.error("kafka delivery failed", message_id=record.message_id, error=str(err))
+            self._retries.append((time.monotonic() + _RETRY_DELAY_SECONDS, record))
+            return
+        metrics.MESSAGES.labels("forwarded").inc()
+        metrics.PRODUCE_DURATION.observe(seconds)
+        log.debug("message forwarded", message_id=record.message_id)
+        if record.token is None or record.generation != self._generation:
+            return
+        for mid in self._acks.delivered(record.token):
+            self._client.ack(mid, 1)

@@ -1,0 +1,169 @@
+"""Admission (overload, duplicates, in-flight limit) and delivery to Kafka, without HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+from devicefleet_common.logging import get_logger
+from devicefleet_common.schemas import MESSAGE_ID_HEADER, RawEnvelope, TelemetryIn
+from devicefleet_common.tracing import inject_kafka_headers
+
+from devicefleet_ingest.envelope import http_envelope
+from devicefleet_ingest.idempotency import Claim, IdempotencyCache
+from devicefleet_ingest.metrics import IngestMetrics, Outcome
+from devicefleet_ingest.producer import Headers, RecordProducer
+from devicefleet_ingest.settings import IngestSettings
+
+log = get_logger("devicefleet.ingest")
+
+ItemStatus = Literal["accepted", "duplicate"]
+
+
+class Unavailable(Exception):
+    """Answered with 503 + Retry-After: the device should retry the same message later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    message_id: str
+    status: ItemStatus
+
+
+class Ingestor:
+    def __init__(
+        self,
+        producer: RecordProducer,
+        settings: IngestSettings,
+        metrics: IngestMetrics,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._producer = producer
+        self._settings = settings
+        self._metrics = metrics
+        self._rng = rng
+        self._cache = IdempotencyCache(
+            settings.idempotency_ttl_seconds, settings.idempotency_cache_size
+        )
+        # Slots are reserved at admission (synchronously) and freed when Kafka answers, even
+        # if the HTTP request gave up earlier: that is the real backpressure.
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def ingest(self, message: TelemetryIn) -> ItemStatus:
+        """``accepted`` once Kafka acknowledged, ``duplicate`` if seen or in flight."""
+        [result] = await self.ingest_batch([message])
+        return result.status
+
+    async def ingest_batch(self, messages: Sequence[TelemetryIn]) -> list[ItemResult]:
+        """All-or-nothing admission, then every new message produced and awaited.
+
+        Raises ``Unavailable`` if any produce failed; the ones acknowledged are remembered, so
+        the device's retry of the whole batch reports them as duplicates.
+        """
+        self._metrics.received.inc(len(messages))
+        if self._rng() < self._settings.overload_rate:
+            self._overloaded(messages, "overloaded (injected fault)")
+
+        claims = [self._cache.claim(m.message_id) for m in messages]
+        new = [m for m, c in zip(messages, claims, strict=True) if c is Claim.CLAIMED]
+        if self._in_flight + len(new) > self._settings.max_in_flight:
+            for m in new:
+                self._cache.release(m.message_id)
+            self._overloaded(messages, "too many messages in flight")
+
+        errors = await self._deliver(new)
+        failed = {m.message_id: e for m, e in zip(new, errors, strict=True) if e is not None}
+        results: list[ItemResult] = []
+        for message, claim in zip(messages, claims, strict=True):
+            with structlog.contextvars.bound_contextvars(
+                device_id=message.device_id, message_id=message.message_id
+            ):
+                if claim is not Claim.CLAIMED:
+                    self._metrics.count(Outcome.DUPLICATE)
+                    log.info("duplicate message", reason=claim.value)
+                    results.append(ItemResult(message.message_id, "duplicate"))
+                elif message.message_id in failed:
+                    self._metrics.count(Outcome.FAILED)
+                    log.warning("message not delivered", reason=failed[message.message_id])
+                else:
+                    self._metrics.count(Outcome.ACCEPTED)
+                    log.debug("message accepted")
+                    results.append(ItemResult(message.message_id, "accepted"))
+        if failed:
+            raise Unavailable(f"kafka: {next(iter(failed.values()))}")
+        return results
+
+    def _overloaded(self, messages: Sequence[TelemetryIn], reason: str) -> None:
+        self._metrics.count(Outcome.OVERLOADED, len(messages))
+        log.warning("request refused", reason=reason, messages=len(messages))
+        raise Unavailable(reason)
+
+    async def _deliver(self, messages: Sequence[TelemetryIn]) -> list[str | None]:
+        """Produce all, wait for every ack up to the timeout; one error text (or None) each."""
+        if not messages:
+            return []
+        received_at = time.time()
+        self._in_flight += len(messages)
+        self._metrics.in_flight.set(self._in_flight)
+        tasks = [
+            asyncio.ensure_future(self._produce(http_envelope(m, received_at))) for m in messages
+        ]
+        _, pending = await asyncio.wait(tasks, timeout=self._settings.produce_timeout_seconds)
+        errors: list[str | None] = []
+        for message, task in zip(messages, tasks, strict=True):
+            if task in pending:
+                # The record may still land later (then it is marked seen); meanwhile the
+                # device's retry must not be answered "duplicate" for a write that may fail.
+                self._cache.release(message.message_id)
+                task.add_done_callback(_retrieve_exception)
+                errors.append("produce timed out")
+            elif (exc := task.exception()) is not None:
+                errors.append(
+                    "local queue full" if isinstance(exc, BufferError) else str(exc) or repr(exc)
+                )
+            else:
+                errors.append(None)
+        return errors
+
+    async def _produce(self, envelope: RawEnvelope) -> None:
+        """Owns one in-flight slot and the message's claim until Kafka answers."""
+        headers: Headers = [
+            *inject_kafka_headers(),
+            (MESSAGE_ID_HEADER, envelope.message_id.encode()),
+        ]
+        started = time.perf_counter()
+        try:
+            await self._producer.produce(
+                self._settings.raw_topic,
+                key=envelope.device_id.encode(),
+                value=envelope.model_dump_json().encode(),
+                headers=headers,
+            )
+        except BaseException:
+            self._cache.release(envelope.message_id)
+            raise
+        else:
+            self._metrics.produce_duration.observe(time.perf_counter() - started)
+            self._cache.mark_seen(envelope.message_id)
+        finally:
+            self._in_flight -= 1
+            self._metrics.in_flight.set(self._in_flight)
+
+
+def _retrieve_exception(task: asyncio.Future[None]) -> None:
+    # A late failure is already answered (503); retrieving it avoids asyncio's warning.
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,26 @@
+"""Ingest API settings: ``INGEST_*`` environment variables, or TOML via ``INGEST_CONFIG_FILE``."""
+
+from __future__ import annotations
+
+from devicefleet_common.settings import KafkaSettings, ObservabilitySettings, ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class IngestSettings(ServiceSettings, KafkaSettings, ObservabilitySettings):
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 18080
+    overload_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of requests answered 503 on purpose (seed 002)"
+    )
+    retry_after_seconds: int = Field(1, ge=0)
+    max_body_bytes: int = Field(1024 * 1024, ge=1)
+    idempotency_ttl_seconds: float = Field(300.0, gt=0)
+    idempotency_cache_size: int = Field(1_000_000, ge=1)
+    max_in_flight: int = Field(10_000, ge=1, description="Unacknowledged produces before 503")
+    produce_timeout_seconds: float = Field(10.0, gt=0)
+    # /ready answers from a cached Kafka metadata check no older than this.
+    ready_cache_seconds: float = Field(5.0, gt=0)
+    ready_check_timeout_seconds: float = Field(2.0, gt=0)
