@@ -48,7 +48,7 @@ def transient_retry(
     maximum: float,
     before_sleep: Callable[[RetryCallState], None] | None = None,
 ) -> AsyncRetrying:
-    backoff = wait_exponential_jitter(initial=base, max=maximum, jitter=base)
+    backoff = wait_exponential_jitter(multiplier=base, max=maximum, jitter=base)
 
     def wait(state: RetryCallState) -> float:
         # Honour Retry-After when the server sent one, but never wait less than the backoff.

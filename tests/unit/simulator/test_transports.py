@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from devicefleet_common.resilience import PermanentError, TransientError
+from devicefleet_common.schemas import TelemetryIn
+from devicefleet_simulator.delivery import Delivery
+from devicefleet_simulator.http_transport import (
+    HttpTransport,
+    classify_response,
+    parse_retry_after,
+)
+from devicefleet_simulator.mqtt_transport import classify_puback
+from devicefleet_simulator.stats import MessageStats
+from devicefleet_simulator.transport import Ack
+
+from .conftest import FAST, make_message
+
+
+@pytest.mark.parametrize("status", [429, 503, 502, 504, 500, 408])
+def test_transient_statuses(status: int) -> None:
+    with pytest.raises(TransientError):
+        classify_response(status)
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 413, 422])
+def test_permanent_statuses(status: int) -> None:
+    with pytest.raises(PermanentError) as info:
+        classify_response(status)
+    assert info.value.status == status
+
+
+def test_acks() -> None:
+    assert classify_response(200) is Ack.ACCEPTED
+    assert classify_response(202) is Ack.ACCEPTED
+    assert classify_response(409) is Ack.DUPLICATE
+
+
+def test_retry_after() -> None:
+    with pytest.raises(TransientError) as info:
+        classify_response(503, "7")
+    assert info.value.retry_after == 7.0
+    now = datetime(2025, 1, 1, 0, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("Wed, 01 Jan 2025 00:00:30 GMT", now) == pytest.approx(30)
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after(None) is None
+
+
+def test_puback_reason_codes() -> None:
+    assert classify_puback(0x00) is Ack.ACCEPTED
+    assert classify_puback(0x10) is Ack.ACCEPTED  # no matching subscribers
+    with pytest.raises(TransientError):
+        classify_puback(0x97)  # quota exceeded
+    with pytest.raises(PermanentError):
+        classify_puback(0x87)  # not authorized
+
+
+def _delivery_against(responses: list[int | Exception]) -> tuple[Delivery, list[httpx.Request]]:
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        result = responses.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return httpx.Response(result, headers={"retry-after": "0"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    transport = HttpTransport("http://127.0.0.1:1", 1.0, client=client)
+    return Delivery(transport, FAST, MessageStats()), requests
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [503, 429, httpx.ReadTimeout("slow"), httpx.ConnectError("refused")],
+    ids=["503", "429", "timeout", "connect"],
+)
+async def test_transient_failures_are_retried(failure: int | Exception) -> None:
+    delivery, requests = _delivery_against([failure, 200])
+    await delivery.transport.start()
+    delivery.submit(make_message(0))
+    await delivery.wait_idle()
+    assert len(requests) == 2
+    assert delivery.stats.acknowledged == 1
+    assert delivery.stats.retries == 1
+    assert delivery.stats.failed_attempts == 1
+    assert delivery.breaker_state == "closed"
+
+
+@pytest.mark.parametrize(
+    ("status", "field"), [(400, "rejected"), (413, "rejected"), (409, "acknowledged")]
+)
+async def test_permanent_failures_are_not_retried(status: int, field: str) -> None:
+    # 409 on a first copy: an earlier attempt got through although its answer was lost.
+    delivery, requests = _delivery_against([status, 200])
+    await delivery.transport.start()
+    delivery.submit(make_message(0))
+    await delivery.wait_idle()
+    assert len(requests) == 1
+    assert getattr(delivery.stats, field) == 1
+    assert delivery.stats.retries == 0
+    assert delivery.breaker.fail_counter == 0
+
+
+async def test_409_on_the_duplicate_copy_counts_as_duplicate_acknowledged() -> None:
+    delivery, requests = _delivery_against([200, 409])
+    await delivery.transport.start()
+    delivery.submit(make_message(0, duplicate=True))
+    await delivery.wait_idle()
+    assert len(requests) == 2
+    assert delivery.stats.acknowledged == 1
+    assert delivery.stats.duplicated == 1
+    assert delivery.stats.duplicates_acknowledged == 1
+    assert delivery.stats.retries == 0
+
+
+async def test_http_request_shape() -> None:
+    delivery, requests = _delivery_against([200])
+    await delivery.transport.start()
+    delivery.submit(make_message(5))
+    await delivery.wait_idle()
+    (request,) = requests
+    assert request.method == "POST"
+    assert request.url.path == "/ingest"
+    assert request.headers["message-id"] == make_message(5).message_id
+    assert TelemetryIn.model_validate_json(request.content).sequence == 5
