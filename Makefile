@@ -46,8 +46,9 @@ test-unit: install
 test-integration: install stack-up
 	$(UV) run pytest tests/integration
 
-demo-rows: ## the newest decoded rows per profile
+demo-rows: ## decoded rows of the demo fleets in the last minute, per fleet
 	@source devstack/lib.sh && PGPASSWORD=$$PG_PASSWORD psql -h 127.0.0.1 -p $$PG_PORT \
-	  -U $$PG_USER -d $$PG_DATABASE -c "SELECT profile, count(*) AS rows, \
-	  count(DISTINCT device_id) AS devices, max(time) AS newest FROM iot_measurements \
-	  WHERE ingested_at > now() - interval '10 minutes' GROUP BY profile ORDER BY profile"
+	  -U $$PG_USER -d $$PG_DATABASE -c "SELECT attributes->>'fleet' AS fleet, profile, \
+	  count(*) AS rows, count(DISTINCT device_id) AS devices, max(time) AS newest \
+	  FROM iot_measurements WHERE ingested_at > now() - interval '1 minute' \
+	  AND attributes->>'fleet' LIKE 'demo-%' GROUP BY 1, 2 ORDER BY 1"

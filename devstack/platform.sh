@@ -57,6 +57,7 @@ up() {
     fi
     wait_for "$name" 30 curl -fsS "http://127.0.0.1:$port/health"
   done
+  write_scrape_targets
   wait_for_rows
 }
 
@@ -65,11 +66,27 @@ wait_for_rows() {
   local deadline=$((SECONDS + 60)) profiles
   while ((SECONDS < deadline)); do
     profiles=$(psql_query "SELECT count(DISTINCT profile) FROM iot_measurements
-                           WHERE ingested_at > now() - interval '5 minutes'")
+                           WHERE ingested_at > now() - interval '1 minute'
+                             AND attributes->>'fleet' LIKE 'demo-%'")
     [ "${profiles:-0}" -ge 3 ] && return 0
     sleep 1
   done
-  die "no decoded rows for all three profiles within 60s; see $(log_file processor) and $(log_file sink)"
+  die "no decoded rows from all three demo fleets within 60s; see $(log_file processor) and $(log_file sink)"
+}
+
+# Prometheus discovers the running simulators from this file (see components/prometheus.sh).
+write_scrape_targets() {
+  local sd entries="" sim name profile offset
+  sd="$(conf_dir prometheus)/sd"
+  mkdir -p "$sd"
+  for sim in "${SIMULATORS[@]}"; do
+    read -r name profile _ _ offset <<<"$sim"
+    is_running "$name" || continue
+    entries+="${entries:+,}{\"targets\":[\"127.0.0.1:$((SIMULATOR_STATUS_PORT_BASE + offset))\"],"
+    entries+="\"labels\":{\"fleet\":\"demo-$profile\",\"profile\":\"$profile\"}}"
+  done
+  printf '[%s]\n' "$entries" >"$sd/simulators.json.tmp"
+  mv "$sd/simulators.json.tmp" "$sd/simulators.json"
 }
 
 psql_query() {
@@ -83,6 +100,7 @@ down() {
     read -r name _ <<<"${SIMULATORS[$i]}"
     stop_process "$name" 20
   done
+  write_scrape_targets
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     stop_process "${SERVICES[$i]}" 20
   done

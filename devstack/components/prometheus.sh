@@ -15,18 +15,22 @@ prometheus_installed() {
 # Debian's prometheus package ships promtool too. --no-install-recommends
 # (see apt_install) skips prometheus-node-exporter, which would otherwise
 # want to run on :9100.
+# File-based service discovery targets (simulators started by platform.sh).
+prometheus_sd_dir() { printf '%s/sd' "$(conf_dir prometheus)"; }
+
 prometheus_install() { apt_install prometheus curl; }
 
 prometheus_start() {
-  local conf data targets="" i
+  local conf data sd
   conf="$(conf_dir prometheus)"
   data="$(data_dir prometheus)"
-  mkdir -p "$conf" "$data" "$(prometheus_rules_dir)"
-  for i in $(seq 0 9); do
-    targets+="${targets:+, }\"127.0.0.1:$((SIMULATOR_STATUS_PORT_BASE + i))\""
-  done
+  sd="$(prometheus_sd_dir)"
+  mkdir -p "$conf" "$data" "$(prometheus_rules_dir)" "$sd"
+  # Simulators come and go: platform.sh writes their targets here, and
+  # Prometheus re-reads the file on change (no reload needed).
+  [ -f "$sd/simulators.json" ] || echo '[]' >"$sd/simulators.json"
   render_template "$DEVSTACK_DIR/prometheus/prometheus.yml" "$conf/prometheus.yml" \
-    "SIMULATOR_TARGETS=$targets" "PROMETHEUS_RULES_DIR=$(prometheus_rules_dir)"
+    "PROMETHEUS_SD_DIR=$sd" "PROMETHEUS_RULES_DIR=$(prometheus_rules_dir)"
   promtool check config "$conf/prometheus.yml" >/dev/null ||
     die "prometheus: generated $conf/prometheus.yml is invalid (promtool check config)"
   start_process prometheus "$(log_file prometheus)" "$PROMETHEUS_BIN" \

@@ -8,6 +8,7 @@ Device ids are unique per session too; assertions only look at their own devices
 from __future__ import annotations
 
 import json
+import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaException
@@ -33,6 +35,11 @@ DATABASE_URL = (
 )
 MQTT_PORT = int(PORTS["MQTT_PORT"])
 PROMETHEUS_URL = f"http://127.0.0.1:{PORTS['PROMETHEUS_PORT']}"
+# Prometheus' file-based discovery directory (devstack/components/prometheus.sh).
+PROMETHEUS_SD_DIR = (
+    Path(os.environ.get("DEVSTACK_STATE", Path.home() / ".local/state/devicefleet"))
+    / "conf/prometheus/sd"
+)
 
 
 def _require(component: str, check: Callable[[], object]) -> None:
@@ -60,9 +67,13 @@ def stack() -> dict[str, str]:
     def mosquitto() -> None:
         socket.create_connection(("127.0.0.1", MQTT_PORT), timeout=5).close()
 
+    def prometheus() -> None:
+        httpx.get(f"{PROMETHEUS_URL}/-/ready", timeout=5).raise_for_status()
+
     _require("Kafka", kafka)
     _require("PostgreSQL", postgres)
     _require("Mosquitto", mosquitto)
+    _require("Prometheus", prometheus)
     return PORTS
 
 
@@ -163,13 +174,23 @@ def pipeline(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         "processor": f"http://127.0.0.1:{processor_metrics}/metrics",
         "sink": f"http://127.0.0.1:{sink_metrics}/metrics",
     }
+    sd_file = PROMETHEUS_SD_DIR / f"tests-{run_id}.json"
     try:
         for name in ("sink", "processor", "bridge", "ingest"):
             p.services[name] = ServiceProcess(
                 name, [f"devicefleet-{name}"], p.env[name], log_dir, health[name]
             ).start()
+        sd_file.write_text(
+            json.dumps(
+                [
+                    {"targets": [url.split("/")[2]], "labels": {"service": name, "run": run_id}}
+                    for name, url in health.items()
+                ]
+            )
+        )
         yield p
     finally:
+        sd_file.unlink(missing_ok=True)
         for service in p.services.values():
             service.stop()
         admin = AdminClient({"bootstrap.servers": KAFKA})

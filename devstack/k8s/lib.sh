@@ -1,0 +1,156 @@
+# shellcheck shell=bash
+# devstack/k8s/lib.sh - shared helpers for the Kubernetes control plane
+# components (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kwok). Sourced by components/*.sh after devstack/lib.sh; loads once.
+#
+# What it provides
+#   Pins      K8S_VERSION (k8s.io/kubernetes tag), ETCD_VERSION, KWOK_VERSION,
+#             HELM_VERSION.
+#   Ports     every KEY=VALUE of k8s/ports.env exported (K8S_PORTS_FILE).
+#   Paths     K8S_BIN_DIR, ETCD_BIN_DIR, KWOK_BIN_DIR, HELM_BIN_DIR (in the
+#             cache), K8S_PKI (certs/keys), KUBECONFIG_ADMIN.
+#   Builds    k8s_go (go with our caches), k8s_build_kubernetes,
+#             k8s_go_install (etcd, kwok, helm).
+#   PKI       k8s_ensure_pki, k8s_ensure_kubeconfigs (see pki.sh).
+#   Clients   kubectl_admin ARGS... (kubectl with the admin kubeconfig).
+#
+# Everything is built from source with the local Go toolchain through the
+# Go module proxy (no release tarballs: only package registries are
+# reachable). Go's module and build caches live in $DEVSTACK_CACHE/go so the
+# whole toolchain state is removed by deleting $DEVSTACK_CACHE.
+
+if [[ -n "${_DEVSTACK_K8S_LIB_LOADED:-}" ]]; then
+  return 0
+fi
+_DEVSTACK_K8S_LIB_LOADED=1
+
+K8S_DIR="$DEVSTACK_DIR/k8s"
+
+# --------------------------------------------------------------------------
+# Pinned versions. K8S_VERSION is the k8s.io/kubernetes tag; its staging
+# modules (k8s.io/api, ...) are tagged v0.<minor>.<patch>. kwok v0.8.0 is
+# built against k8s.io/client-go v0.36.x, hence Kubernetes 1.36;
+# ETCD_VERSION is the go.etcd.io/etcd/server/v3 version that release's
+# go.mod requires.
+# --------------------------------------------------------------------------
+K8S_VERSION=v1.36.3
+ETCD_VERSION=v3.6.8
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.22.0
+
+# ports: appended to the keys of ../ports.env (render_template uses both).
+K8S_PORTS_FILE="${K8S_PORTS_FILE:-$K8S_DIR/ports.env}"
+_k8s_main_keys=("${DEVSTACK_ENV_KEYS[@]}")
+load_ports_env "$K8S_PORTS_FILE"
+DEVSTACK_ENV_KEYS=("${_k8s_main_keys[@]}" "${DEVSTACK_ENV_KEYS[@]}")
+unset _k8s_main_keys
+
+K8S_GO_CACHE="$DEVSTACK_CACHE/go"
+K8S_HOME="$DEVSTACK_CACHE/kubernetes-$K8S_VERSION"
+K8S_BIN_DIR="$K8S_HOME/bin"
+ETCD_BIN_DIR="$DEVSTACK_CACHE/etcd-$ETCD_VERSION/bin"
+KWOK_BIN_DIR="$DEVSTACK_CACHE/kwok-$KWOK_VERSION/bin"
+HELM_BIN_DIR="$DEVSTACK_CACHE/helm-$HELM_VERSION/bin"
+K8S_PKI="$DEVSTACK_STATE/pki"
+KUBECONFIG_ADMIN="$DEVSTACK_STATE/kubeconfig"
+# The binaries that k8s_build_kubernetes builds in one `go build`.
+K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+
+# --------------------------------------------------------------------------
+# Go
+# --------------------------------------------------------------------------
+# k8s_go ARGS...: the go command with our caches. CGO off (static binaries,
+# no C toolchain needed); -p defaults to the number of cores anyway, but
+# K8S_GO_P lowers it when memory is tight.
+k8s_go() {
+  command -v go >/dev/null || die "go is not installed (need Go >= 1.26 for Kubernetes $K8S_VERSION)"
+  GOMODCACHE="$K8S_GO_CACHE/mod" GOCACHE="$K8S_GO_CACHE/build" CGO_ENABLED=0 \
+    GOFLAGS="-buildvcs=false -p=${K8S_GO_P:-$(nproc)}" GOWORK=off go "$@"
+}
+
+# _k8s_marker_ok DIR VALUE: DIR/.installed holds VALUE (build finished).
+_k8s_marker_ok() { [[ -f "$1/.installed" && "$(cat "$1/.installed")" == "$2" ]]; }
+
+# k8s_go_install NAME PKG VERSION BINDIR LDFLAGS: `go install PKG@VERSION`
+# into BINDIR (skipped when BINDIR/../.installed says VERSION). Output goes
+# to BINDIR/../build.log.
+k8s_go_install() {
+  local name="$1" pkg="$2" version="$3" bindir="$4" ldflags="$5" home t0=$SECONDS
+  home="$(dirname "$bindir")"
+  _k8s_marker_ok "$home" "$pkg@$version" && return 0
+  log "$name: building $pkg@$version with $(go env GOVERSION) (log: $home/build.log)"
+  mkdir -p "$bindir"
+  rm -f "$home/.installed"
+  if ! GOBIN="$bindir" k8s_go install -trimpath -ldflags "$ldflags" "$pkg@$version" \
+    >"$home/build.log" 2>&1; then
+    tail -n 30 "$home/build.log" >&2
+    die "$name: go install $pkg@$version failed (log: $home/build.log)"
+  fi
+  printf '%s\n' "$pkg@$version" >"$home/.installed"
+  log "$name: built in $((SECONDS - t0))s"
+}
+
+# _k8s_gen_gomod SRC_GOMOD: print the go.mod of our scratch build module:
+# k8s.io/kubernetes at K8S_VERSION plus one replace per staging module,
+# generated from the release's own replace block (which points them at
+# ./staging/src/k8s.io/X) and rewritten to the published k8s.io/X v0.x.y.
+# The go and godebug directives are copied so the binaries behave as
+# upstream's (godebug only counts in the main module).
+_k8s_gen_gomod() {
+  local src="$1" staging_version="v0.${K8S_VERSION#v1.}"
+  printf 'module devicefleet.local/k8s-build\n\n'
+  grep -E '^(go|godebug) ' "$src"
+  printf '\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+  sed -n '/^replace (/,/^)/p' "$src" |
+    sed -nE "s#^[[:space:]]*(k8s\.io/[A-Za-z0-9._-]+) => \./staging/src/k8s\.io/.*#\t\1 => \1 $staging_version#p"
+  printf ')\n'
+}
+
+# _k8s_ldflags: version stamping as hack/lib/version.sh does it, so
+# `kubectl version` and /version report the real release.
+_k8s_ldflags() {
+  local minor="${K8S_VERSION#v1.}" pkg flags="-s -w" commit="$1" date="$2"
+  minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitCommit=$commit -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+  done
+  printf '%s' "$flags"
+}
+
+k8s_kubernetes_installed() {
+  local c
+  _k8s_marker_ok "$K8S_HOME" "$K8S_VERSION" || return 1
+  for c in "${K8S_COMMANDS[@]}"; do [[ -x "$K8S_BIN_DIR/$c" ]] || return 1; done
+}
+
+# k8s_build_kubernetes: build K8S_COMMANDS from the k8s.io/kubernetes module
+# in a scratch module under $K8S_HOME/src (never in the repo). One
+# `go build` for all four, so shared packages compile once.
+k8s_build_kubernetes() {
+  k8s_kubernetes_installed && return 0
+  local src="$K8S_HOME/src" info gomod commit date pkgs=() c t0=$SECONDS
+  mkdir -p "$src" "$K8S_BIN_DIR"
+  rm -f "$K8S_HOME/.installed"
+  log "kubernetes: downloading k8s.io/kubernetes@$K8S_VERSION (module proxy)"
+  info="$(cd "$src" && k8s_go mod download -json "k8s.io/kubernetes@$K8S_VERSION")" ||
+    die "kubernetes: go mod download k8s.io/kubernetes@$K8S_VERSION failed"
+  gomod="$(sed -nE 's/^[[:space:]]*"GoMod": "(.*)",?$/\1/p' <<<"$info")"
+  [[ -r "$gomod" ]] || die "kubernetes: no go.mod in the download of $K8S_VERSION"
+  # The proxy records the tag's commit (Origin.Hash) when it knows it.
+  commit="$(sed -nE 's/^[[:space:]]*"Hash": "([0-9a-f]{40})",?$/\1/p' <<<"$info" | head -n1)"
+  date="$(date -u -d "$(sed -nE 's/^[[:space:]]*"Time": "(.*)",?$/\1/p' <<<"$info" | head -n1)" +%Y-%m-%dT%H:%M:%SZ)"
+  _k8s_gen_gomod "$gomod" >"$src/go.mod"
+  for c in "${K8S_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  log "kubernetes: building ${K8S_COMMANDS[*]} $K8S_VERSION (cold: tens of minutes on 2 cores; log: $K8S_HOME/build.log)"
+  # go get records every module these packages need in go.mod/go.sum
+  # (pruned module graphs need them listed in the main module).
+  if ! (cd "$src" && k8s_go get "${pkgs[@]/%/@$K8S_VERSION}" &&
+    k8s_go build -trimpath -ldflags "$(_k8s_ldflags "${commit:-unknown}" "$date")" \
+      -o "$K8S_BIN_DIR/" "${pkgs[@]}") >"$K8S_HOME/build.log" 2>&1; then
+    tail -n 30 "$K8S_HOME/build.log" >&2
+    die "kubernetes: build failed (log: $K8S_HOME/build.log)"
+  fi
+  printf '%s\n' "$K8S_VERSION" >"$K8S_HOME/.installed"
+  log "kubernetes: built in $((SECONDS - t0))s into $K8S_BIN_DIR"
+}
