@@ -1,7 +1,7 @@
 """Generate docs/configuration.md from the services' Settings classes.
 
-    uv run python scripts/config_reference.py          # rewrite the file
-    uv run python scripts/config_reference.py --check  # exit 1 if it is out of date (CI)
+uv run python scripts/config_reference.py          # rewrite the file
+uv run python scripts/config_reference.py --check  # exit 1 if it is out of date (CI)
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ def _default(info: FieldInfo) -> str:
 
 def _settings_class(module_name: str) -> Any:
     module = importlib.import_module(module_name)
-    classes = [v for k, v in vars(module).items() if k.endswith("Settings") and
-               getattr(v, "__module__", "") == module_name]
+    classes = [
+        v
+        for k, v in vars(module).items()
+        if k.endswith("Settings") and getattr(v, "__module__", "") == module_name
+    ]
     return classes[0]
 
 
@@ -57,9 +60,17 @@ def render() -> str:
     for service, module_name in SERVICES:
         cls = _settings_class(module_name)
         prefix = cls.model_config.get("env_prefix", "")
-        out += [f"## {service}", "", f"Prefix `{prefix}` · TOML file: `{prefix}CONFIG_FILE`", "",
-                "| Variable | Default | Description |", "| --- | --- | --- |"]
+        out += [
+            f"## {service}",
+            "",
+            f"Prefix `{prefix}` · TOML file: `{prefix}CONFIG_FILE`",
+            "",
+            "| Variable | Default | Description |",
+            "| --- | --- | --- |",
+        ]
         for name, info in cls.model_fields.items():
+            if not info.description:
+                raise SystemExit(f"{cls.__module__}.{cls.__name__}.{name} has no description")
             description = (info.description or "").replace("|", "\\|").replace("\n", " ")
             out.append(f"| `{prefix}{name.upper()}` | {_default(info)} | {description} |")
         out.append("")

@@ -19,37 +19,59 @@ class Settings(ServiceSettings, MqttSettings, ObservabilitySettings):
     model_config = SettingsConfigDict(env_prefix="SIMULATOR_", extra="ignore")
 
     # Which devices: pod k of a fleet simulates device_id(profile, fleet, start .. start+count-1).
-    fleet: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    profile: Profile = "generic"
-    device_count: int = Field(10, ge=1)
-    device_start_index: int = Field(0, ge=0)
+    fleet: str = Field(
+        "demo",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Fleet name; part of device ids",
+    )
+    profile: Profile = Field("generic", description="Device type: truck, f2 or generic")
+    device_count: int = Field(10, ge=1, description="Devices this process simulates")
+    device_start_index: int = Field(
+        0, ge=0, description="Index of the first device (pod k: k * devicesPerPod)"
+    )
     publish_interval: float = Field(1.0, gt=0.0, description="Seconds between readings per device")
 
-    transport: Transport = "mqtt"
-    ingest_url: str = "http://127.0.0.1:18080"
+    transport: Transport = Field("mqtt", description="mqtt (QoS 1, MQTT v5) or http")
+    ingest_url: str = Field("http://127.0.0.1:18080", description="Ingest base URL (http)")
 
     # Fault injection (seed 002 defaults).
-    drop_rate: Rate = 0.15
-    jitter_rate: Rate = 0.20
-    max_jitter: float = Field(2.0, ge=0.0)
-    duplicate_rate: Rate = 0.10
-    malformed_rate: Rate = 0.0
+    drop_rate: Rate = Field(0.15, description="Share of readings never sent (counted)")
+    jitter_rate: Rate = Field(0.20, description="Share of readings delayed before sending")
+    max_jitter: float = Field(2.0, ge=0.0, description="Longest jitter delay, seconds")
+    duplicate_rate: Rate = Field(0.10, description="Share of readings sent twice")
+    malformed_rate: Rate = Field(0.0, description="Share of readings sent malformed")
 
     # Resilience: retry wraps the breaker, every attempt counts towards it.
-    retry_max_attempts: int = Field(5, ge=1)
-    retry_base: float = Field(1.0, ge=0.0)
-    retry_max: float = Field(30.0, ge=0.0)
-    breaker_fail_max: int = Field(5, ge=1)
-    breaker_reset_timeout: float = Field(60.0, gt=0.0)
-    buffer_size: int = Field(10000, ge=0)
-    request_timeout: float = Field(5.0, gt=0.0)
+    retry_max_attempts: int = Field(5, ge=1, description="Attempts per send (429/503/timeouts)")
+    retry_base: float = Field(1.0, ge=0.0, description="First backoff, seconds (doubles, + jitter)")
+    retry_max: float = Field(30.0, ge=0.0, description="Longest backoff, seconds")
+    breaker_fail_max: int = Field(
+        5, ge=1, description="Failed attempts in a row that open the breaker"
+    )
+    breaker_reset_timeout: float = Field(
+        60.0, gt=0.0, description="Seconds open before a half-open probe"
+    )
+    buffer_size: int = Field(10000, ge=0, description="Readings kept while the breaker is open")
+    request_timeout: float = Field(
+        5.0, gt=0.0, description="Seconds to wait for an HTTP answer or a PUBACK"
+    )
 
-    status_host: str = "127.0.0.1"
-    status_port: int = Field(18090, ge=0, le=65535)
+    status_host: str = Field("127.0.0.1", description="Address of /status, /health, /metrics")
+    status_port: int = Field(
+        18090, ge=0, le=65535, description="Port of /status, /health, /metrics"
+    )
 
     # A new boot epoch restarts every device's sequence at 0, so ids never collide across runs.
-    boot_epoch: int = Field(default_factory=lambda: int(time.time()), ge=0)
-    seed: int | None = None
-    max_messages_per_device: int | None = Field(None, ge=0)
-    ledger_path: str | None = None
-    shutdown_timeout: float = Field(10.0, ge=0.0)
+    boot_epoch: int = Field(
+        default_factory=lambda: int(time.time()),
+        ge=0,
+        description="Part of message ids; start time",
+    )
+    seed: int | None = Field(None, description="Random seed, for reproducible runs")
+    max_messages_per_device: int | None = Field(
+        None, ge=0, description="Stop after this many readings per device"
+    )
+    ledger_path: str | None = Field(None, description="File listing every acknowledged message id")
+    shutdown_timeout: float = Field(
+        10.0, ge=0.0, description="Seconds to flush the buffer on SIGTERM"
+    )

@@ -17,8 +17,14 @@ class BridgeSettings(ServiceSettings, KafkaSettings, MqttSettings, Observability
 
     # Fixed id + clean_start=False: the broker keeps the session (subscriptions and unacked
     # QoS 1 messages) across bridge restarts for session_expiry_seconds.
-    client_id: str = "devicefleet-bridge"
-    session_expiry_seconds: int = Field(86_400, ge=0)
-    metrics_port: int = 18081
+    client_id: str = Field(
+        "devicefleet-bridge", description="MQTT client id; names the persistent session"
+    )
+    session_expiry_seconds: int = Field(
+        86_400, ge=0, description="Broker keeps the session (and queued messages) this long"
+    )
+    metrics_port: int = Field(18081, description="Port of /metrics")
     receive_maximum: int = Field(1000, ge=1, le=65_535, description="MQTT v5 unacked window")
-    shutdown_flush_seconds: float = Field(30.0, gt=0)
+    shutdown_flush_seconds: float = Field(
+        30.0, gt=0, description="Seconds to flush Kafka on SIGTERM"
+    )
