@@ -45,16 +45,20 @@ load_ports_env "$K8S_PORTS_FILE"
 DEVSTACK_ENV_KEYS=("${_k8s_main_keys[@]}" "${DEVSTACK_ENV_KEYS[@]}")
 unset _k8s_main_keys
 
-K8S_GO_CACHE="$DEVSTACK_CACHE/go"
-K8S_HOME="$DEVSTACK_CACHE/kubernetes-$K8S_VERSION"
-K8S_BIN_DIR="$K8S_HOME/bin"
-ETCD_BIN_DIR="$DEVSTACK_CACHE/etcd-$ETCD_VERSION/bin"
-KWOK_BIN_DIR="$DEVSTACK_CACHE/kwok-$KWOK_VERSION/bin"
-HELM_BIN_DIR="$DEVSTACK_CACHE/helm-$HELM_VERSION/bin"
-K8S_PKI="$DEVSTACK_STATE/pki"
-KUBECONFIG_ADMIN="$DEVSTACK_STATE/kubeconfig"
-# The binaries that k8s_build_kubernetes builds in one `go build`.
-K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# Used by the component files and scripts, hence the directive.
+# shellcheck disable=SC2034
+{
+  K8S_GO_CACHE="$DEVSTACK_CACHE/go"
+  K8S_HOME="$DEVSTACK_CACHE/kubernetes-$K8S_VERSION"
+  K8S_BIN_DIR="$K8S_HOME/bin"
+  ETCD_BIN_DIR="$DEVSTACK_CACHE/etcd-$ETCD_VERSION/bin"
+  KWOK_BIN_DIR="$DEVSTACK_CACHE/kwok-$KWOK_VERSION/bin"
+  HELM_BIN_DIR="$DEVSTACK_CACHE/helm-$HELM_VERSION/bin"
+  K8S_PKI="$DEVSTACK_STATE/pki"
+  KUBECONFIG_ADMIN="$DEVSTACK_STATE/kubeconfig"
+  # The binaries that k8s_build_kubernetes builds in one `go build`.
+  K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+}
 
 # --------------------------------------------------------------------------
 # Go
@@ -153,4 +157,36 @@ k8s_build_kubernetes() {
   fi
   printf '%s\n' "$K8S_VERSION" >"$K8S_HOME/.installed"
   log "kubernetes: built in $((SECONDS - t0))s into $K8S_BIN_DIR"
+}
+
+# shellcheck source=SCRIPTDIR/pki.sh
+source "$K8S_DIR/pki.sh"
+
+# --------------------------------------------------------------------------
+# Clients
+# --------------------------------------------------------------------------
+# kubectl_admin ARGS...: kubectl as cluster admin (system:masters) against
+# our apiserver; short request timeout so health checks never hang.
+kubectl_admin() {
+  "$K8S_BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=10s "$@"
+}
+
+# k8s_require NAME [TIMEOUT_S=90]: wait until component NAME is healthy.
+# Start functions call it for what they depend on (kube-apiserver needs
+# etcd, the rest need the apiserver): up.sh starts components one after the
+# other without waiting, and e.g. kwok gives up after ~30s without an
+# apiserver.
+k8s_require() {
+  local name="$1" f
+  f="$(fn_name "$name")"
+  is_running "$name" || die "$name is not running (start it first: devstack/up.sh $name)"
+  wait_for "$name" "${2:-90}" "${f}_healthy"
+}
+
+# k8s_curl_healthz PORT CA_CERT [CURL_ARGS...]: GET https://127.0.0.1:PORT/healthz
+# verifying the server cert against CA_CERT; succeeds on "ok".
+k8s_curl_healthz() {
+  local port="$1" ca="$2"
+  shift 2
+  [[ "$(curl -fsS --max-time 3 --cacert "$ca" "$@" "https://127.0.0.1:$port/healthz")" == ok ]]
 }

@@ -15,6 +15,7 @@
 #                             open etcd), etcd/server, apiserver-etcd-client
 #   sa.{key,pub}              service-account token signing key pair
 #   apiserver, admin, kube-controller-manager, kube-scheduler .{crt,key}
+#                             (the last two: client certs; *-server: serving)
 
 K8S_CERT_DAYS=3650
 
@@ -92,6 +93,10 @@ k8s_ensure_pki() {
   _pki_cert admin ca "/O=system:masters/CN=devicefleet-admin" clientAuth
   _pki_cert kube-controller-manager ca /CN=system:kube-controller-manager clientAuth
   _pki_cert kube-scheduler ca /CN=system:kube-scheduler clientAuth
+  # Serving certs of the controller-manager/scheduler secure ports, so
+  # health checks verify TLS instead of trusting a self-signed cert.
+  _pki_cert kube-controller-manager-server ca /CN=kube-controller-manager serverAuth "DNS:localhost,IP:127.0.0.1"
+  _pki_cert kube-scheduler-server ca /CN=kube-scheduler serverAuth "DNS:localhost,IP:127.0.0.1"
   _pki_cert front-proxy-client front-proxy-ca /CN=front-proxy-client clientAuth
   _pki_cert etcd/server etcd/ca /CN=etcd-server serverAuth,clientAuth "DNS:localhost,IP:127.0.0.1"
   _pki_cert apiserver-etcd-client etcd/ca /CN=kube-apiserver-etcd-client clientAuth
@@ -107,8 +112,7 @@ k8s_ensure_pki() {
 # _kubeconfig FILE USER: kubeconfig for USER's client cert (USER.crt/.key)
 # with the certs embedded, so the file can be copied around on its own.
 _kubeconfig() {
-  local file="$1" user="$2" b64
-  b64() { base64 -w0 "$1"; }
+  local file="$1" user="$2"
   umask 077
   cat >"$file.tmp" <<EOF
 apiVersion: v1
@@ -117,12 +121,12 @@ clusters:
 - name: devicefleet
   cluster:
     server: https://127.0.0.1:$KUBE_APISERVER_PORT
-    certificate-authority-data: $(b64 "$K8S_PKI/ca.crt")
+    certificate-authority-data: $(base64 -w0 "$K8S_PKI/ca.crt")
 users:
 - name: $user
   user:
-    client-certificate-data: $(b64 "$K8S_PKI/$user.crt")
-    client-key-data: $(b64 "$K8S_PKI/$user.key")
+    client-certificate-data: $(base64 -w0 "$K8S_PKI/$user.crt")
+    client-key-data: $(base64 -w0 "$K8S_PKI/$user.key")
 contexts:
 - name: devicefleet
   context:

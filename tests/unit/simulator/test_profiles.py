@@ -15,6 +15,7 @@ from devicefleet_simulator.profiles.rs485 import (
     encode_register,
     encode_sensor,
 )
+from devicefleet_simulator.settings import Settings
 
 NOW = datetime(2025, 5, 26, 18, 34, 4, 928000, tzinfo=UTC)
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -143,3 +144,13 @@ def test_models_are_deterministic_per_seed() -> None:
     a = make_model("f2", "f2-000000000000", random.Random("7/x"))
     b = make_model("f2", "f2-000000000000", random.Random("7/x"))
     assert [a.tick(NOW) for _ in range(20)] == [b.tick(NOW) for _ in range(20)]
+
+
+def test_pod_index_selects_a_stable_slice_of_the_fleet() -> None:
+
+    first = Settings(pod_index=0, device_count=100, fleet_devices=250)
+    last = Settings(pod_index=2, device_count=100, fleet_devices=250)
+    assert (first.device_start_index, first.device_count) == (0, 100)
+    assert (last.device_start_index, last.device_count) == (200, 50)
+    with pytest.raises(ValueError, match="has no devices"):
+        Settings(pod_index=3, device_count=100, fleet_devices=250)

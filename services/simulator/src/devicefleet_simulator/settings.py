@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from devicefleet_common.schemas import Profile
 from devicefleet_common.settings import MqttSettings, ObservabilitySettings, ServiceSettings
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -72,6 +72,28 @@ class Settings(ServiceSettings, MqttSettings, ObservabilitySettings):
         None, ge=0, description="Stop after this many readings per device"
     )
     ledger_path: str | None = Field(None, description="File listing every acknowledged message id")
+    # Set in Kubernetes from the StatefulSet pod index; the slice of the fleet then follows
+    # from it, so a pod keeps its devices across restarts and rescales.
+    pod_index: int | None = Field(
+        None, ge=0, description="StatefulSet pod index; sets device_start_index = index * count"
+    )
+    fleet_devices: int | None = Field(
+        None, ge=1, description="Devices in the whole fleet; the last pod simulates the rest"
+    )
     shutdown_timeout: float = Field(
         10.0, ge=0.0, description="Seconds to flush the buffer on SIGTERM"
     )
+
+    @model_validator(mode="after")
+    def _slice_of_fleet(self) -> Settings:
+        if self.pod_index is not None:
+            per_pod = self.device_count
+            self.device_start_index = self.pod_index * per_pod
+            if self.fleet_devices is not None:
+                self.device_count = min(per_pod, self.fleet_devices - self.device_start_index)
+                if self.device_count < 1:
+                    raise ValueError(
+                        f"pod {self.pod_index} has no devices: the fleet has {self.fleet_devices}"
+                        f" devices at {per_pod} per pod"
+                    )
+        return self
