@@ -1,0 +1,1 @@
+"""DeviceFleet kopf operator."""

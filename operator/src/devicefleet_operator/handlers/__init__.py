@@ -1,0 +1,1 @@
+"""Plain functions the kopf decorators in ``main.py`` delegate to."""

@@ -1,0 +1,112 @@
+"""Make a fleet's children (headless Service + StatefulSet) match its spec."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter, Histogram
+
+from devicefleet_operator.builders import build_service, build_statefulset
+from devicefleet_operator.constants import FIELD_MANAGER, SPEC_HASH_ANNOTATION
+from devicefleet_operator.settings import Settings
+from devicefleet_operator.spec import FleetSpec, InvalidSpec, parse_spec
+
+RECONCILES = Counter("devicefleet_operator_reconcile_total", "Reconciliations", ["outcome"])
+RECONCILE_DURATION = Histogram(
+    "devicefleet_operator_reconcile_duration_seconds", "Time to reconcile one fleet"
+)
+
+
+def fleet_spec(spec: Mapping[str, Any]) -> FleetSpec:
+    try:
+        return parse_spec(spec)
+    except InvalidSpec as exc:
+        RECONCILES.labels("invalid").inc()
+        raise kopf.PermanentError(str(exc)) from exc
+
+
+def _apply(
+    desired: dict[str, Any],
+    live: Mapping[str, Any] | None,
+    read_replicas: bool,
+) -> str:
+    """Create if absent, replace the spec if it drifted; returns what was done."""
+    meta = desired["metadata"]
+    apps, core = client.AppsV1Api(), client.CoreV1Api()
+    is_sts = desired["kind"] == "StatefulSet"
+    if live is None:
+        create = apps.create_namespaced_stateful_set if is_sts else core.create_namespaced_service
+        try:
+            # The client serialises plain dicts as well as its model classes.
+            create(meta["namespace"], desired, field_manager=FIELD_MANAGER)  # type: ignore[arg-type]
+        except ApiException as exc:
+            if exc.status != 409:  # created meanwhile (e.g. by our own previous attempt)
+                raise
+        return "created"
+    live_hash = (live.get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+    drifted = live_hash != meta["annotations"][SPEC_HASH_ANNOTATION]
+    if read_replicas and live.get("replicas") != desired["spec"]["replicas"]:
+        drifted = True
+    if not drifted:
+        return "unchanged"
+    if is_sts:
+        # Merge patch of the whole spec: replicas, template (a rollout) and the hash.
+        apps.patch_namespaced_stateful_set(
+            meta["name"],
+            meta["namespace"],
+            {
+                "metadata": {"annotations": meta["annotations"], "labels": meta["labels"]},
+                "spec": {
+                    "replicas": desired["spec"]["replicas"],
+                    "template": desired["spec"]["template"],
+                },
+            },
+            field_manager=FIELD_MANAGER,
+        )
+    else:
+        core.patch_namespaced_service(
+            meta["name"],
+            meta["namespace"],
+            {"metadata": {"annotations": meta["annotations"]}, "spec": desired["spec"]},
+            field_manager=FIELD_MANAGER,
+        )
+    return "updated"
+
+
+def reconcile_children(
+    namespace: str,
+    name: str,
+    body: kopf.Body,
+    spec: FleetSpec,
+    config: Settings,
+    live_service: Mapping[str, Any] | None,
+    live_statefulset: Mapping[str, Any] | None,
+) -> dict[str, str]:
+    """Bring both children to the desired state; ``live_*`` come from kopf indexes
+    (``None`` = absent), so an up-to-date fleet costs no API call at all."""
+    started = time.perf_counter()
+    service = build_service(namespace, name)
+    statefulset = build_statefulset(namespace, name, spec, config)
+    for child in (service, statefulset):
+        kopf.adopt(child, owner=body)
+    try:
+        actions = {
+            "service": _apply(service, live_service, read_replicas=False),
+            "statefulset": _apply(statefulset, live_statefulset, read_replicas=True),
+        }
+    except ApiException as exc:
+        RECONCILES.labels("error").inc()
+        # 4xx other than conflicts will not heal by retrying quickly, but may after an edit.
+        raise kopf.TemporaryError(
+            f"applying children failed: {exc.status} {exc.reason}",
+            delay=10 if exc.status and exc.status < 500 else 3,
+        ) from exc
+    outcome = "changed" if set(actions.values()) - {"unchanged"} else "unchanged"
+    RECONCILES.labels(outcome).inc()
+    RECONCILE_DURATION.observe(time.perf_counter() - started)
+    return actions
