@@ -21,6 +21,7 @@ SERVICES = [
     ("processor", "devicefleet_processor.settings"),
     ("sink", "devicefleet_sink.settings"),
     ("bootstrap", "devicefleet_bootstrap.settings"),
+    ("operator", "devicefleet_operator.settings"),
 ]
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
