@@ -21,10 +21,10 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
+
 from devicefleet_bootstrap.main import create_topics, migrate, register_devices
 from devicefleet_bootstrap.settings import Settings as BootstrapSettings
 from devicefleet_common.schemas import Profile
-
 from tests.support import ServiceProcess, free_port, stack_ports, wait_for
 
 PORTS = stack_ports()

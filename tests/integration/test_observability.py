@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+
 from devicefleet_common.devices import device_id
 from devicefleet_common.topics import sensor_topic
-
 from tests.integration.conftest import PROMETHEUS_URL, Pipeline
 from tests.support import wait_for
 

@@ -13,10 +13,10 @@ import httpx
 import orjson
 import psycopg
 from confluent_kafka import Producer
+
 from devicefleet_common.devices import device_id
 from devicefleet_common.schemas import RawEnvelope, make_message_id
 from devicefleet_common.topics import f2_topic, sensor_topic, truck_topic
-
 from tests.integration.conftest import (
     KAFKA,
     MQTT_PORT,

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from devicefleet_common.schemas import Profile
 
+from devicefleet_common.schemas import Profile
 from tests.integration.conftest import MQTT_PORT, Pipeline, dead_letters, json_lines
 from tests.support import ServiceProcess, free_port, wait_for
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import kopf
-from devicefleet_common.logging import get_logger, setup_logging
-from devicefleet_common.metrics import serve_metrics
 from kubernetes import config as kube_config
 from prometheus_client import Gauge
 
+from devicefleet_common.logging import get_logger, setup_logging
+from devicefleet_common.metrics import serve_metrics
 from devicefleet_operator.constants import (
     ANNOTATION_PREFIX,
     GROUP,

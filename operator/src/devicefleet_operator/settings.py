@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from devicefleet_common.settings import ObservabilitySettings, ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from devicefleet_common.settings import ObservabilitySettings, ServiceSettings
 
 
 class Settings(ServiceSettings, ObservabilitySettings):

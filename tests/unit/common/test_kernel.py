@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from devicefleet_common.devices import device_id, fleet_device_ids
 from devicefleet_common.schemas import TelemetryIn, content_message_id, make_message_id
 from devicefleet_common.settings import redacted
 from devicefleet_common.topics import parse_topic
 from devicefleet_sink.settings import Settings as SinkSettings
-from pydantic import ValidationError
 
 
 def test_device_ids_are_stable_and_topic_safe() -> None:

@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from devicefleet_ingest.main import create_app
-from devicefleet_ingest.settings import IngestSettings
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
+
+from devicefleet_ingest.main import create_app
+from devicefleet_ingest.settings import IngestSettings
 
 from .fakes import Api, FakeProducer
 

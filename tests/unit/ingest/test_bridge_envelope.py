@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from devicefleet_common.schemas import content_message_id
 from devicefleet_ingest.bridge.acks import AckQueue
 from devicefleet_ingest.bridge.envelope import device_timestamp, mqtt_envelope, topic_device_id

@@ -6,12 +6,13 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
+
 from devicefleet_common.schemas import TelemetryIn
 from devicefleet_ingest.idempotency import Claim, IdempotencyCache
 from devicefleet_ingest.metrics import IngestMetrics
 from devicefleet_ingest.service import Ingestor, Unavailable
 from devicefleet_ingest.settings import IngestSettings
-from prometheus_client import CollectorRegistry
 
 from .fakes import FakeProducer, reading
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from devicefleet_operator.builders import (
     build_service,
     build_statefulset,

@@ -5,6 +5,9 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from devicefleet_common.devices import default_parameters, device_id
 from devicefleet_common.schemas import RawEnvelope
 from devicefleet_common.topics import f2_topic, sensor_topic, truck_topic
@@ -15,8 +18,6 @@ from devicefleet_processor.decoders import (
     decode,
     decode_rs485,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 F2 = DeviceParams(device_id("f2", "t", 0), "f2", "t", "site-a", "F2", default_parameters("f2"))
 TRUCK = DeviceParams("truck-t-00000", "truck", "t")

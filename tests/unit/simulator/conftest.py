@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any
 
 import pytest
+
 from devicefleet_common.resilience import TransientError
 from devicefleet_simulator.delivery import Delivery, ResiliencePolicy
 from devicefleet_simulator.message import OutgoingMessage

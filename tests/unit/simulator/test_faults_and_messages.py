@@ -4,9 +4,10 @@ import json
 import random
 
 import pytest
+from pydantic import ValidationError
+
 from devicefleet_common.schemas import TelemetryIn
 from devicefleet_simulator.faults import NO_FAULTS, FaultInjector, FaultRates, corrupt_payload
-from pydantic import ValidationError
 
 from .conftest import make_message
 

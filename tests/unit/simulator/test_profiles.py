@@ -5,6 +5,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+
 from devicefleet_common.devices import F2_RS485_DEFAULTS, device_id
 from devicefleet_common.topics import parse_topic
 from devicefleet_simulator.profiles import F2Controller, GenericSensor, TruckModel, make_model

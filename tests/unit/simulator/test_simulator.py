@@ -6,11 +6,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import ValidationError
+
 from devicefleet_common.devices import device_id
 from devicefleet_simulator.settings import Settings
 from devicefleet_simulator.simulator import Simulator
 from devicefleet_simulator.status import create_status_app
-from pydantic import ValidationError
 
 from .conftest import FakeTransport, fast_settings
 

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+
 from devicefleet_common.resilience import PermanentError, TransientError
 from devicefleet_common.schemas import TelemetryIn
 from devicefleet_simulator.delivery import Delivery

@@ -18,13 +18,13 @@ import orjson
 import psycopg
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from devicefleet_common.devices import default_parameters, fleet_device_ids
-from devicefleet_common.logging import get_logger, setup_logging
-from devicefleet_common.schemas import Profile
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 from yoyo import get_backend, read_migrations
 
 from devicefleet_bootstrap.settings import Settings
+from devicefleet_common.devices import default_parameters, fleet_device_ids
+from devicefleet_common.logging import get_logger, setup_logging
+from devicefleet_common.schemas import Profile
 
 log = get_logger("devicefleet.bootstrap")
 

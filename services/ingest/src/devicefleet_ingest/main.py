@@ -10,14 +10,14 @@ from functools import partial
 from typing import Any
 
 import uvicorn
-from devicefleet_common.logging import get_logger, setup_logging
-from devicefleet_common.settings import redacted
-from devicefleet_common.tracing import setup_tracing
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from devicefleet_common.logging import get_logger, setup_logging
+from devicefleet_common.settings import redacted
+from devicefleet_common.tracing import setup_tracing
 from devicefleet_ingest.api.errors import install_error_handlers, without_422
 from devicefleet_ingest.api.main import api_router
 from devicefleet_ingest.api.middleware import ContentLengthLimitMiddleware, HttpMetricsMiddleware

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import structlog
+
 from devicefleet_common.logging import get_logger
 from devicefleet_common.schemas import MESSAGE_ID_HEADER, RawEnvelope, TelemetryIn
 from devicefleet_common.tracing import inject_kafka_headers
-
 from devicefleet_ingest.envelope import http_envelope
 from devicefleet_ingest.idempotency import Claim, IdempotencyCache
 from devicefleet_ingest.metrics import IngestMetrics, Outcome

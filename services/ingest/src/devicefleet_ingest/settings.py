@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from devicefleet_common.settings import KafkaSettings, ObservabilitySettings, ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from devicefleet_common.settings import KafkaSettings, ObservabilitySettings, ServiceSettings
 
 
 class IngestSettings(ServiceSettings, KafkaSettings, ObservabilitySettings):

@@ -14,6 +14,9 @@ from types import FrameType
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, Message, Producer
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
 from devicefleet_common.kafka import (
     DeliveryTracker,
     consumer_config,
@@ -27,9 +30,6 @@ from devicefleet_common.logging import get_logger, setup_logging
 from devicefleet_common.metrics import serve_metrics
 from devicefleet_common.settings import redacted
 from devicefleet_common.tracing import extract_pairs, inject_kafka_headers, setup_tracing
-from opentelemetry import trace
-from prometheus_client import Counter, Histogram
-
 from devicefleet_processor.pipeline import process
 from devicefleet_processor.registry import DeviceRegistry, RegistryUnavailable
 from devicefleet_processor.settings import Settings

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pydantic
 from confluent_kafka import Message
+
 from devicefleet_common.kafka import KafkaHeaderList, dead_letter_headers, message_headers
 from devicefleet_common.schemas import MESSAGE_ID_HEADER, RawEnvelope
-
 from devicefleet_processor.decoders import DecodeError, check_timestamp, decode
 from devicefleet_processor.registry import DeviceRegistry
 

@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 import psycopg
-from devicefleet_common.logging import get_logger
 from prometheus_client import Counter, Gauge, Histogram
 from psycopg.rows import dict_row
 
+from devicefleet_common.logging import get_logger
 from devicefleet_processor.decoders import DeviceParams
 
 log = get_logger(__name__)

@@ -27,6 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from tenacity import RetryCallState
+
 from devicefleet_common.logging import get_logger
 from devicefleet_common.metrics import BREAKER_STATE_VALUES
 from devicefleet_common.resilience import (
@@ -36,10 +40,6 @@ from devicefleet_common.resilience import (
     circuit_breaker,
     transient_retry,
 )
-from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
-from tenacity import RetryCallState
-
 from devicefleet_simulator import metrics
 from devicefleet_simulator.ledger import Ledger
 from devicefleet_simulator.message import OutgoingMessage

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
-from devicefleet_common.resilience import PermanentError, TransientError
-from devicefleet_common.schemas import MESSAGE_ID_HEADER
 from opentelemetry import propagate
 
+from devicefleet_common.resilience import PermanentError, TransientError
+from devicefleet_common.schemas import MESSAGE_ID_HEADER
 from devicefleet_simulator.message import OutgoingMessage
 from devicefleet_simulator.transport import Ack
 

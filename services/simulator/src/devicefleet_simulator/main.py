@@ -13,7 +13,6 @@ import sys
 from devicefleet_common.logging import get_logger, setup_logging
 from devicefleet_common.settings import redacted
 from devicefleet_common.tracing import setup_tracing
-
 from devicefleet_simulator.settings import Settings
 from devicefleet_simulator.simulator import Simulator
 

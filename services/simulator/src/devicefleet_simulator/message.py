@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from devicefleet_common.schemas import TelemetryIn, make_message_id
 from opentelemetry.trace import Span
 
+from devicefleet_common.schemas import TelemetryIn, make_message_id
 from devicefleet_simulator.faults import MalformKind
 
 INVALID_TIMESTAMP = "not-a-timestamp"

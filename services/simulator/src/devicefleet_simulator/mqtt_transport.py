@@ -13,15 +13,15 @@ import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from devicefleet_common.logging import get_logger
-from devicefleet_common.resilience import PermanentError, TransientError
-from devicefleet_common.schemas import MESSAGE_ID_HEADER
-from devicefleet_common.tracing import inject_mqtt_properties
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devicefleet_common.logging import get_logger
+from devicefleet_common.resilience import PermanentError, TransientError
+from devicefleet_common.schemas import MESSAGE_ID_HEADER
+from devicefleet_common.tracing import inject_mqtt_properties
 from devicefleet_simulator.message import OutgoingMessage
 from devicefleet_simulator.transport import Ack
 

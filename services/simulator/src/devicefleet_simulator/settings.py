@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from devicefleet_common.schemas import Profile
-from devicefleet_common.settings import MqttSettings, ObservabilitySettings, ServiceSettings
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
+
+from devicefleet_common.schemas import Profile
+from devicefleet_common.settings import MqttSettings, ObservabilitySettings, ServiceSettings
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 Transport = Literal["mqtt", "http"]

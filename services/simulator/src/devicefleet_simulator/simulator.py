@@ -14,10 +14,10 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from devicefleet_common.devices import fleet_device_ids
-from devicefleet_common.logging import get_logger
 from opentelemetry import trace
 
+from devicefleet_common.devices import fleet_device_ids
+from devicefleet_common.logging import get_logger
 from devicefleet_simulator import metrics
 from devicefleet_simulator.delivery import Delivery, ResiliencePolicy
 from devicefleet_simulator.faults import FaultInjector, FaultRates

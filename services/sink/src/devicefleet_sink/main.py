@@ -16,6 +16,9 @@ import psycopg
 import pydantic
 import structlog
 from confluent_kafka import Consumer, KafkaException, Message, Producer
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
 from devicefleet_common.kafka import (
     DeliveryTracker,
     consumer_config,
@@ -30,9 +33,6 @@ from devicefleet_common.metrics import serve_metrics
 from devicefleet_common.schemas import DecodedRecord
 from devicefleet_common.settings import redacted
 from devicefleet_common.tracing import extract_pairs, setup_tracing
-from opentelemetry import trace
-from prometheus_client import Counter, Histogram
-
 from devicefleet_sink.rows import Row, record_rows
 from devicefleet_sink.settings import Settings
 from devicefleet_sink.writer import MeasurementWriter

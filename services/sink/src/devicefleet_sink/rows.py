@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
+
 from devicefleet_common.schemas import DecodedRecord
 
 COLUMNS = (

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
 from devicefleet_common.settings import (
     DatabaseSettings,
     KafkaSettings,
     ObservabilitySettings,
     ServiceSettings,
 )
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 
 class Settings(ServiceSettings, KafkaSettings, DatabaseSettings, ObservabilitySettings):

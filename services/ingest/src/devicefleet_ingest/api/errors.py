@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from devicefleet_common.logging import get_logger
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from devicefleet_common.logging import get_logger
 from devicefleet_ingest import models
 from devicefleet_ingest.metrics import INGEST_PATHS, IngestMetrics
 from devicefleet_ingest.service import Unavailable

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 
-from devicefleet_common.logging import get_logger
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from devicefleet_common.logging import get_logger
 from devicefleet_ingest import models
 from devicefleet_ingest.metrics import INGEST_PATHS, IngestMetrics
 

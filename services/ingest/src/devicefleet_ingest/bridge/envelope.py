@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
+
 from devicefleet_common.schemas import MESSAGE_ID_HEADER, RawEnvelope, content_message_id
 from devicefleet_common.topics import parse_topic
 

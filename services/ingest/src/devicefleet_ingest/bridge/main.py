@@ -9,7 +9,6 @@ from devicefleet_common.logging import get_logger, setup_logging
 from devicefleet_common.metrics import serve_metrics
 from devicefleet_common.settings import redacted
 from devicefleet_common.tracing import setup_tracing
-
 from devicefleet_ingest.bridge.service import Bridge
 from devicefleet_ingest.bridge.settings import BridgeSettings
 

@@ -17,11 +17,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaError, Message, Producer
-from devicefleet_common.kafka import on_error_logger, producer_config
-from devicefleet_common.logging import get_logger
-from devicefleet_common.schemas import MESSAGE_ID_HEADER
-from devicefleet_common.topics import SUBSCRIPTIONS
-from devicefleet_common.tracing import extract_pairs, inject_kafka_headers
 from opentelemetry import trace
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -29,6 +24,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from devicefleet_common.kafka import on_error_logger, producer_config
+from devicefleet_common.logging import get_logger
+from devicefleet_common.schemas import MESSAGE_ID_HEADER
+from devicefleet_common.topics import SUBSCRIPTIONS
+from devicefleet_common.tracing import extract_pairs, inject_kafka_headers
 from devicefleet_ingest.bridge import metrics
 from devicefleet_ingest.bridge.acks import AckQueue
 from devicefleet_ingest.bridge.envelope import mqtt_envelope

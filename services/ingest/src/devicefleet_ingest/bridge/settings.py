@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
 from devicefleet_common.settings import (
     KafkaSettings,
     MqttSettings,
     ObservabilitySettings,
     ServiceSettings,
 )
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 
 class BridgeSettings(ServiceSettings, KafkaSettings, MqttSettings, ObservabilitySettings):

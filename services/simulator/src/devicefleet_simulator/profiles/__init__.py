@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 from devicefleet_common.schemas import Profile
-
 from devicefleet_simulator.profiles.base import DeviceModel, Reading, rfc3339
 from devicefleet_simulator.profiles.f2 import F2Controller
 from devicefleet_simulator.profiles.generic import GenericSensor

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from devicefleet_common.topics import f2_topic
-
 from devicefleet_simulator.profiles.base import Reading, clamp, rfc3339
 from devicefleet_simulator.profiles.rs485 import encode_sensor
 

@@ -6,7 +6,6 @@ import random
 from datetime import datetime
 
 from devicefleet_common.topics import sensor_topic
-
 from devicefleet_simulator.profiles.base import Reading, clamp, rfc3339
 
 BATTERY_FULL_V = 4.2

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Literal
 
 from devicefleet_common.topics import truck_topic
-
 from devicefleet_simulator.profiles.base import Reading, clamp, rfc3339
 
 TruckState = Literal["normal", "degrading", "critical", "maintenance"]

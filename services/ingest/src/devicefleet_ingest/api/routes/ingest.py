@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from devicefleet_common.schemas import TelemetryBatchIn, TelemetryIn
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from devicefleet_common.schemas import TelemetryBatchIn, TelemetryIn
 from devicefleet_ingest import models
 from devicefleet_ingest.api.deps import IngestorDep
 

@@ -1,0 +1,167 @@
+"""The operator against the real control plane of the local stack (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, kwok nodes). Missing → the session fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from devicefleet_operator.constants import GROUP, PLURAL, VERSION
+from tests.support import REPO, ServiceProcess, free_port, wait_for
+
+STATE = Path(os.environ.get("DEVSTACK_STATE", Path.home() / ".local/state/devicefleet"))
+KUBECONFIG = str(STATE / "kubeconfig")
+KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+RUN = uuid.uuid4().hex[:6]
+
+
+def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["bash", str(REPO / "devstack/k8s/kubectl.sh"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "KUBECONFIG": KUBECONFIG},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def cluster() -> client.ApiClient:
+    try:
+        config.load_kube_config(KUBECONFIG)
+        client.VersionApi().get_code()
+        nodes = client.CoreV1Api().list_node(label_selector="type=kwok").items
+    except Exception as exc:
+        pytest.fail(
+            f"the local Kubernetes control plane is not reachable ({exc!r}); start it "
+            f"with `make up` or `bash devstack/up.sh`",
+            pytrace=False,
+        )
+    if not nodes:
+        pytest.fail("no kwok nodes (label type=kwok) in the local cluster", pytrace=False)
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
+    return client.ApiClient()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """One operator for the session, watching only this session's namespaces."""
+    liveness = free_port()
+    env = {
+        "KUBECONFIG": KUBECONFIG,
+        "OPERATOR_NAMESPACES": json.dumps([f"df-{RUN}-*"]),
+        "OPERATOR_STANDALONE": "true",
+        "OPERATOR_STATUS_INTERVAL": "1",
+        "OPERATOR_STATUS_TIMEOUT": "0.5",
+        "OPERATOR_SIMULATOR_IMAGE": "devicefleet/simulator:test",
+        "OPERATOR_NODE_SELECTOR": json.dumps({"type": "kwok"}),
+        "OPERATOR_TOLERATIONS": json.dumps([KWOK_TOLERATION]),
+        "OPERATOR_METRICS_PORT": str(free_port()),
+        "OPERATOR_LIVENESS_PORT": str(liveness),
+        "OPERATOR_LOG_LEVEL": "DEBUG",
+    }
+    process = ServiceProcess(
+        "operator",
+        ["devicefleet-operator"],
+        env,
+        tmp_path_factory.mktemp("operator-logs"),
+        health_url=f"http://127.0.0.1:{liveness}/healthz",
+    ).start(60)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def namespace(cluster: client.ApiClient, operator: ServiceProcess) -> Iterator[str]:
+    name = f"df-{RUN}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api()
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    # Fleets first, while the operator still runs; then the namespace.
+    api = client.CustomObjectsApi()
+    for item in api.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
+        api.delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, item["metadata"]["name"])
+    core.delete_namespace(name)
+
+
+def fleet_body(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DeviceFleet",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def create_fleet(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    return dict(
+        client.CustomObjectsApi().create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, fleet_body(name, **spec)
+        )
+    )
+
+
+def patch_fleet(namespace: str, name: str, spec: dict[str, Any]) -> None:
+    client.CustomObjectsApi().patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}
+    )
+
+
+def get_fleet(namespace: str, name: str) -> dict[str, Any]:
+    return dict(
+        client.CustomObjectsApi().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+    )
+
+
+def statefulset(namespace: str, fleet: str) -> Any:
+    try:
+        return client.AppsV1Api().read_namespaced_stateful_set(f"{fleet}-sim", namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def wait_replicas(namespace: str, fleet: str, replicas: int, timeout: float = 20) -> Any:
+    return wait_for(
+        lambda: (
+            (s := statefulset(namespace, fleet)) is not None and s.spec.replicas == replicas and s
+        ),
+        timeout,
+        message=f"StatefulSet {fleet}-sim with {replicas} replicas",
+    )
+
+
+def wait_status(
+    namespace: str, fleet: str, check: Any, timeout: float = 30, message: str = "fleet status"
+) -> dict[str, Any]:
+    return wait_for(
+        lambda: (f := get_fleet(namespace, fleet)) and check(f.get("status") or {}) and f,
+        timeout,
+        message=message,
+    )
+
+
+def fleet_pods(namespace: str, fleet: str) -> list[Any]:
+    return (
+        client.CoreV1Api()
+        .list_namespaced_pod(namespace, label_selector=f"iot.devicefleet.io/fleet={fleet}")
+        .items
+    )
