@@ -7,10 +7,8 @@ the resulting duplicates.
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
-from types import FrameType
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, Message, Producer
@@ -26,10 +24,9 @@ from devicefleet_common.kafka import (
     on_error_logger,
     producer_config,
 )
-from devicefleet_common.logging import get_logger, setup_logging
-from devicefleet_common.metrics import serve_metrics
-from devicefleet_common.settings import redacted
-from devicefleet_common.tracing import extract_pairs, inject_kafka_headers, setup_tracing
+from devicefleet_common.lifecycle import run_until_signalled, start_observability
+from devicefleet_common.logging import get_logger
+from devicefleet_common.tracing import extract_pairs, inject_kafka_headers
 from devicefleet_processor.pipeline import process
 from devicefleet_processor.registry import DeviceRegistry, RegistryUnavailable
 from devicefleet_processor.settings import Settings
@@ -160,24 +157,8 @@ class Processor:
 
 def main() -> int:
     settings = Settings()
-    setup_logging("processor", settings.log_level, settings.environment)
-    setup_tracing("processor", settings.otlp_endpoint)
-    serve_metrics(settings.metrics_port, settings.metrics_host)
-    log.info("processor starting", settings=redacted(settings))
-    processor = Processor(settings)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received, finishing the current batch", signal=signum)
-        processor.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        processor.run()
-    finally:
-        processor.close()
-        log.info("processor stopped")
-    return 0
+    start_observability("processor", settings, settings.metrics_port)
+    return run_until_signalled("processor", Processor(settings))
 
 
 if __name__ == "__main__":

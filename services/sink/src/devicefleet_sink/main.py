@@ -7,10 +7,8 @@ so the tables are the same as if the crash had not happened.
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
-from types import FrameType
 
 import psycopg
 import pydantic
@@ -28,11 +26,10 @@ from devicefleet_common.kafka import (
     on_error_logger,
     producer_config,
 )
-from devicefleet_common.logging import get_logger, setup_logging
-from devicefleet_common.metrics import serve_metrics
+from devicefleet_common.lifecycle import run_until_signalled, start_observability
+from devicefleet_common.logging import get_logger
 from devicefleet_common.schemas import DecodedRecord
-from devicefleet_common.settings import redacted
-from devicefleet_common.tracing import extract_pairs, setup_tracing
+from devicefleet_common.tracing import extract_pairs
 from devicefleet_sink.rows import Row, record_rows
 from devicefleet_sink.settings import Settings
 from devicefleet_sink.writer import MeasurementWriter
@@ -183,24 +180,8 @@ class Sink:
 
 def main() -> int:
     settings = Settings()
-    setup_logging("sink", settings.log_level, settings.environment)
-    setup_tracing("sink", settings.otlp_endpoint)
-    serve_metrics(settings.metrics_port, settings.metrics_host)
-    log.info("sink starting", settings=redacted(settings))
-    sink = Sink(settings)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received, writing the current batch", signal=signum)
-        sink.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        sink.run()
-    finally:
-        sink.close()
-        log.info("sink stopped")
-    return 0
+    start_observability("sink", settings, settings.metrics_port)
+    return run_until_signalled("sink", Sink(settings))
 
 
 if __name__ == "__main__":

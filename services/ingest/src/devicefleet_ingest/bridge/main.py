@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import signal
-from types import FrameType
+import sys
 
-from devicefleet_common.logging import get_logger, setup_logging
-from devicefleet_common.metrics import serve_metrics
-from devicefleet_common.settings import redacted
-from devicefleet_common.tracing import setup_tracing
+from devicefleet_common.lifecycle import run_until_signalled, start_observability
 from devicefleet_ingest.bridge.service import Bridge
 from devicefleet_ingest.bridge.settings import BridgeSettings
 
-log = get_logger("devicefleet.bridge")
 
-
-def main() -> None:
+def main() -> int:
     settings = BridgeSettings()
-    setup_logging("bridge", settings.log_level, settings.environment)
-    provider = setup_tracing("bridge", settings.otlp_endpoint)
-    log.info("starting bridge", settings=redacted(settings))
-    serve_metrics(settings.metrics_port, settings.metrics_host)
-    bridge = Bridge(settings)
+    start_observability("bridge", settings, settings.metrics_port)
+    return run_until_signalled("bridge", Bridge(settings))
 
-    def request_stop(signum: int, _: FrameType | None) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
-        bridge.stop()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    try:
-        bridge.run()
-    finally:
-        provider.shutdown()
-    log.info("bridge stopped")
+if __name__ == "__main__":
+    sys.exit(main())

@@ -120,9 +120,9 @@ class Bridge:
             self._forward_inbox()
             self._producer.poll(0.05)
             metrics.UNACKED.set(len(self._acks) + self._inbox.qsize())
-        self._shutdown()
 
-    def _shutdown(self) -> None:
+    def close(self) -> None:
+        """Flush Kafka, send the PUBACKs that earned, disconnect keeping the session."""
         self._accepting = False  # later messages stay unacked in the session
         self._forward_inbox()
         unflushed = self._producer.flush(self._settings.shutdown_flush_seconds)
