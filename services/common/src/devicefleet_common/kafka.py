@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from prometheus_client import Gauge
 
 from devicefleet_common.logging import get_logger
@@ -207,3 +215,43 @@ class DeliveryTracker:
                     KafkaError._MSG_TIMED_OUT, f"{remaining} undelivered, failures: {failures[:3]}"
                 )
             )
+
+
+@dataclass
+class StageClients:
+    """Consumer and producer of a pipeline stage that commits its input offsets only after
+    everything it produced for them was acknowledged."""
+
+    consumer: Consumer
+    producer: Producer
+    delivery: DeliveryTracker
+
+    @classmethod
+    def connect(cls, bootstrap: str, group_id: str, name: str) -> StageClients:
+        consumer = Consumer(
+            consumer_config(bootstrap, group_id, name, error_cb=on_error_logger(f"{name}-consumer"))
+        )
+        # message.timeout.ms=0: retry delivery until it succeeds, never drop a record.
+        producer = Producer(
+            producer_config(
+                bootstrap,
+                name,
+                **{"message.timeout.ms": 0, "error_cb": on_error_logger(f"{name}-producer")},
+            )
+        )
+        return cls(consumer, producer, DeliveryTracker())
+
+    def produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: KafkaHeaderList
+    ) -> None:
+        self.producer.produce(
+            topic, value=value, key=key, headers=headers, on_delivery=self.delivery
+        )
+
+    def commit_after_delivery(self, messages: list[Message], timeout: float = 30.0) -> None:
+        self.delivery.flush(self.producer, timeout)
+        self.consumer.commit(offsets=next_offsets(messages), asynchronous=False)
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.producer.flush(10)

@@ -11,18 +11,14 @@ import sys
 import time
 
 import structlog
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import KafkaException, Message
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
 from devicefleet_common.kafka import (
-    DeliveryTracker,
-    consumer_config,
+    StageClients,
     first_offsets,
     message_headers,
-    next_offsets,
-    on_error_logger,
-    producer_config,
 )
 from devicefleet_common.lifecycle import run_until_signalled, start_observability
 from devicefleet_common.logging import get_logger
@@ -48,22 +44,8 @@ REGISTRY_ERRORS = Counter("processor_registry_unavailable_total", "Batches retri
 class Processor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.consumer = Consumer(
-            consumer_config(
-                settings.kafka_bootstrap_servers,
-                settings.group_id,
-                "devicefleet-processor",
-                error_cb=on_error_logger("processor-consumer"),
-            )
-        )
-        self.delivery = DeliveryTracker()
-        # Retry until delivered: the batch is not committed before every record is acked.
-        self.producer = Producer(
-            producer_config(
-                settings.kafka_bootstrap_servers,
-                "devicefleet-processor",
-                **{"message.timeout.ms": 0, "error_cb": on_error_logger("processor-producer")},
-            )
+        self.kafka = StageClients.connect(
+            settings.kafka_bootstrap_servers, settings.group_id, "devicefleet-processor"
         )
         self.registry = DeviceRegistry(
             settings.database_url,
@@ -73,12 +55,14 @@ class Processor:
         self.running = True
 
     def run(self) -> None:
-        self.consumer.subscribe([self.settings.raw_topic])
+        self.kafka.consumer.subscribe([self.settings.raw_topic])
         backoff = 0.5
         while self.running:
             msgs = [
                 m
-                for m in self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout)
+                for m in self.kafka.consumer.consume(
+                    self.settings.batch_size, self.settings.poll_timeout
+                )
                 if not self._is_error(m)
             ]
             if not msgs:
@@ -93,7 +77,7 @@ class Processor:
                     "batch failed, will retry", error=str(exc), messages=len(msgs), retry_in=backoff
                 )
                 for tp in first_offsets(msgs):
-                    self.consumer.seek(tp)
+                    self.kafka.consumer.seek(tp)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
@@ -124,21 +108,14 @@ class Processor:
                         [(k, v) for k, v in out.headers if k not in ("traceparent", "tracestate")]
                     )
                     topic = s.dead_letter_topic if out.dead_letter else s.decoded_topic
-                    self.producer.produce(
-                        topic,
-                        value=out.value,
-                        key=out.key,
-                        headers=headers,
-                        on_delivery=self.delivery,
-                    )
+                    self.kafka.produce(topic, out.key, out.value, headers)
                     if out.dead_letter:
                         reasons.append(out.reason or "unknown")
                         log.info("message dead-lettered", reason=out.reason)
                     else:
                         log.debug("message decoded")
-            self.producer.poll(0)
-        self.delivery.flush(self.producer, timeout=30.0)
-        self.consumer.commit(offsets=next_offsets(msgs), asynchronous=False)
+            self.kafka.producer.poll(0)
+        self.kafka.commit_after_delivery(msgs)
         # Counted once committed, so that raw = decoded + dead_lettered holds across retries.
         MESSAGES.labels("decoded").inc(len(msgs) - len(reasons))
         MESSAGES.labels("dead_lettered").inc(len(reasons))
@@ -150,8 +127,7 @@ class Processor:
         self.running = False
 
     def close(self) -> None:
-        self.consumer.close()
-        self.producer.flush(10)
+        self.kafka.close()
         self.registry.close()
 
 

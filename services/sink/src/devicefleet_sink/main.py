@@ -13,18 +13,14 @@ import time
 import psycopg
 import pydantic
 import structlog
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import KafkaException, Message
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
 from devicefleet_common.kafka import (
-    DeliveryTracker,
-    consumer_config,
+    StageClients,
     dead_letter_headers,
     message_headers,
-    next_offsets,
-    on_error_logger,
-    producer_config,
 )
 from devicefleet_common.lifecycle import run_until_signalled, start_observability
 from devicefleet_common.logging import get_logger
@@ -53,21 +49,8 @@ STAGE = "sink"
 class Sink:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.consumer = Consumer(
-            consumer_config(
-                settings.kafka_bootstrap_servers,
-                settings.group_id,
-                "devicefleet-sink",
-                error_cb=on_error_logger("sink-consumer"),
-            )
-        )
-        self.delivery = DeliveryTracker()
-        self.producer = Producer(
-            producer_config(
-                settings.kafka_bootstrap_servers,
-                "devicefleet-sink",
-                **{"message.timeout.ms": 0, "error_cb": on_error_logger("sink-producer")},
-            )
+        self.kafka = StageClients.connect(
+            settings.kafka_bootstrap_servers, settings.group_id, "devicefleet-sink"
         )
         self.writer = MeasurementWriter(settings.database_url)
         self.running = True
@@ -80,7 +63,9 @@ class Sink:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            for msg in self.consumer.consume(self.settings.batch_size - len(batch), remaining):
+            for msg in self.kafka.consumer.consume(
+                self.settings.batch_size - len(batch), remaining
+            ):
                 if msg.error() is not None:
                     log.warning("consumer error", error=str(msg.error()))
                 else:
@@ -88,7 +73,7 @@ class Sink:
         return batch
 
     def run(self) -> None:
-        self.consumer.subscribe([self.settings.decoded_topic])
+        self.kafka.consumer.subscribe([self.settings.decoded_topic])
         while self.running:
             batch = self.collect()
             if batch:
@@ -109,12 +94,11 @@ class Sink:
                     dead += 1
                     err = exc.errors()[0]
                     detail = f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}"
-                    self.producer.produce(
+                    self.kafka.produce(
                         self.settings.dead_letter_topic,
-                        value=msg.value(),
-                        key=msg.key(),
-                        headers=dead_letter_headers(msg, STAGE, "invalid_record", detail),
-                        on_delivery=self.delivery,
+                        msg.key(),
+                        msg.value(),
+                        dead_letter_headers(msg, STAGE, "invalid_record", detail),
                     )
                     log.warning("record dead-lettered", reason="invalid_record", detail=detail)
                     continue
@@ -145,9 +129,8 @@ class Sink:
                 )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.db_retry_max_seconds)
-        self.delivery.flush(self.producer, timeout=30.0)
         try:
-            self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+            self.kafka.commit_after_delivery(batch)
         except KafkaException as exc:
             # Partitions revoked by a rebalance: the new owner replays, the DB dedups.
             log.warning("offset commit failed", error=str(exc))
@@ -173,8 +156,7 @@ class Sink:
         self.running = False
 
     def close(self) -> None:
-        self.consumer.close()
-        self.producer.flush(10)
+        self.kafka.close()
         self.writer.close()
 
 
