@@ -16,12 +16,18 @@ etcd_installed() {
     "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && command -v curl >/dev/null
 }
 
-# The server module's main package is the etcd binary; `go install` names
-# it after the module path's last element ("v3"), hence the rename.
+# The server module's main package is the etcd binary. Its go.mod replaces
+# etcd's sibling modules with local paths, so `go install ...@version` is
+# refused; it is built from a scratch module like Kubernetes (k8s/lib.sh).
 etcd_install() {
+  local home t0=$SECONDS
+  home="$(dirname "$ETCD_BIN_DIR")"
   command -v curl >/dev/null || apt_install curl
-  k8s_go_install etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_BIN_DIR" "-s -w"
-  if [[ -x "$ETCD_BIN_DIR/v3" ]]; then mv -f "$ETCD_BIN_DIR/v3" "$ETCD_BIN_DIR/etcd"; fi
+  rm -f "$home/.installed"
+  k8s_go_build_scratch etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" \
+    "$ETCD_BIN_DIR" "-s -w" go.etcd.io/etcd/server/v3
+  printf '%s\n' "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >"$home/.installed"
+  log "etcd: built in $((SECONDS - t0))s"
 }
 
 etcd_start() {

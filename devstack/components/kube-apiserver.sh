@@ -28,9 +28,12 @@ kube_apiserver_start() {
   k8s_ensure_pki
   k8s_ensure_kubeconfigs
   k8s_require etcd
-  # Admission plugins: the release's default set. Only loopback addresses:
-  # --advertise-address is what the "kubernetes" service's endpoints point
-  # at; the service range is an allocation range nothing routes to.
+  # Admission plugins: the release's default set. Loopback only: the
+  # service range is an allocation range (k8s/ports.env). Endpoint
+  # validation rejects loopback IPs, so the "kubernetes" service cannot get
+  # 127.0.0.1 as its endpoint (the default lease reconciler would log
+  # "may not be in the loopback range" every 10s): reconciler off, the
+  # service keeps no endpoints (nothing in-cluster could reach it anyway).
   start_process kube-apiserver "$(log_file kube-apiserver)" "$K8S_BIN_DIR/kube-apiserver" \
     --bind-address=127.0.0.1 \
     --advertise-address=127.0.0.1 \
@@ -45,6 +48,7 @@ kube_apiserver_start() {
     --authorization-mode=Node,RBAC \
     --allow-privileged=true \
     --service-cluster-ip-range="$KUBE_SERVICE_CIDR" \
+    --endpoint-reconciler-type=none \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$K8S_PKI/sa.pub" \
     --service-account-signing-key-file="$K8S_PKI/sa.key" \

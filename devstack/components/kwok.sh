@@ -14,34 +14,50 @@ KWOK_NODE_SELECTOR=type=kwok
 KWOK_TAINT_KEY=kwok.x-k8s.io/node
 
 kwok_ports() { echo "$KWOK_PORT"; }
-kwok_address() { echo "http://127.0.0.1:$KWOK_PORT ($KWOK_NODES nodes, pods $KWOK_POD_CIDR)"; }
+kwok_address() { echo "http://127.0.0.1:$KWOK_PORT ($KWOK_NODES nodes)"; }
+
+KWOK_STAGES_DIR="$(dirname "$KWOK_BIN_DIR")/stages"
+# kwok >= 0.7 has no built-in lifecycle: it refuses to start without Stage
+# objects. These are the release's "fast" set (kustomize/stage/fast):
+# nodes become Ready at once and renew a Lease, pods go Running at once.
+KWOK_STAGES=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+  pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
 
 kwok_installed() {
+  local f
   [[ -x "$KWOK_BIN_DIR/kwok" ]] &&
-    _k8s_marker_ok "$(dirname "$KWOK_BIN_DIR")" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    _k8s_marker_ok "$(dirname "$KWOK_BIN_DIR")" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" || return 1
+  for f in "${KWOK_STAGES[@]}"; do [[ -s "$KWOK_STAGES_DIR/$(basename "$f")" ]] || return 1; done
 }
 
 kwok_install() {
+  local dir f
   k8s_go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" "$KWOK_BIN_DIR" \
     "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  # The stage files of the same release, from its module source.
+  dir="$(k8s_go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+    sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')"
+  [[ -d "$dir/kustomize/stage" ]] || die "kwok: no kustomize/stage in sigs.k8s.io/kwok@$KWOK_VERSION"
+  mkdir -p "$KWOK_STAGES_DIR"
+  for f in "${KWOK_STAGES[@]}"; do
+    install -m 644 "$dir/kustomize/stage/$f" "$KWOK_STAGES_DIR/$(basename "$f")"
+  done
 }
 
 kwok_start() {
-  local conf
+  local conf f
   conf="$(conf_dir kwok)"
   mkdir -p "$conf"
-  # An explicit --config keeps kwok from reading ~/.kwok/kwok.yaml; without
-  # stages in it kwok uses its default node/pod lifecycle stages.
-  cat >"$conf/kwok.yaml.tmp" <<YAML
-apiVersion: config.kwok.x-k8s.io/v1alpha1
-kind: KwokConfiguration
-options:
-  cidr: $KWOK_POD_CIDR
-  nodeIP: 127.0.0.1
-  serverAddress: 127.0.0.1:$KWOK_PORT
-  manageAllNodes: false
-  manageNodesWithLabelSelector: $KWOK_NODE_SELECTOR
-YAML
+  # An explicit --config keeps kwok from reading ~/.kwok/kwok.yaml. It holds
+  # only the stages: a KwokConfiguration document there replaces kwok's
+  # defaults wholesale (unset fields become 0 and kwok refuses to start),
+  # so the options are flags.
+  {
+    for f in "${KWOK_STAGES[@]}"; do
+      printf -- '---\n'
+      cat "$KWOK_STAGES_DIR/$(basename "$f")"
+    done
+  } >"$conf/kwok.yaml.tmp"
   mv -f "$conf/kwok.yaml.tmp" "$conf/kwok.yaml"
   k8s_require kube-apiserver
   start_process kwok "$(log_file kwok)" "$KWOK_BIN_DIR/kwok" \

@@ -68,7 +68,8 @@ unset _k8s_main_keys
 # K8S_GO_P lowers it when memory is tight.
 k8s_go() {
   command -v go >/dev/null || die "go is not installed (need Go >= 1.26 for Kubernetes $K8S_VERSION)"
-  GOMODCACHE="$K8S_GO_CACHE/mod" GOCACHE="$K8S_GO_CACHE/build" CGO_ENABLED=0 \
+  # GOPATH too: go keeps its checksum-database cache in GOPATH/pkg/sumdb.
+  GOPATH="$K8S_GO_CACHE/path" GOMODCACHE="$K8S_GO_CACHE/mod" GOCACHE="$K8S_GO_CACHE/build" CGO_ENABLED=0 \
     GOFLAGS="-buildvcs=false -p=${K8S_GO_P:-$(nproc)}" GOWORK=off go "$@"
 }
 
@@ -94,24 +95,59 @@ k8s_go_install() {
   log "$name: built in $((SECONDS - t0))s"
 }
 
-# _k8s_gen_gomod SRC_GOMOD: print the go.mod of our scratch build module:
-# k8s.io/kubernetes at K8S_VERSION plus one replace per staging module,
-# generated from the release's own replace block (which points them at
-# ./staging/src/k8s.io/X) and rewritten to the published k8s.io/X v0.x.y.
-# The go and godebug directives are copied so the binaries behave as
-# upstream's (godebug only counts in the main module).
+# _k8s_gen_gomod SRC_GOMOD MODULE VERSION SIBLING_VERSION: print the go.mod
+# of a scratch main module that requires MODULE@VERSION. Modules such as
+# k8s.io/kubernetes and go.etcd.io/etcd/server/v3 cannot be `go install`ed
+# directly: their go.mod replaces sibling modules with local paths
+# (./staging/src/k8s.io/api, ../api). Each such replace is generated from
+# the release's own go.mod and rewritten to the published sibling at
+# SIBLING_VERSION (k8s.io/api v0.36.3; etcd: the same tag). Replaces that
+# point at non-modules (etcd's ./FORBIDDEN_DEPENDENCY) are dropped. The go
+# and godebug lines are copied: godebug only counts in the main module and
+# upstream builds with its own go.mod as the main module.
 _k8s_gen_gomod() {
-  local src="$1" staging_version="v0.${K8S_VERSION#v1.}"
-  printf 'module devicefleet.local/k8s-build\n\n'
+  local src="$1" module="$2" version="$3" sibling_version="$4"
+  printf 'module devicefleet.local/scratch-build\n\n'
   grep -E '^(go|godebug) ' "$src"
-  printf '\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
-  sed -n '/^replace (/,/^)/p' "$src" |
-    sed -nE "s#^[[:space:]]*(k8s\.io/[A-Za-z0-9._-]+) => \./staging/src/k8s\.io/.*#\t\1 => \1 $staging_version#p"
+  printf '\nrequire %s %s\n\nreplace (\n' "$module" "$version"
+  # Both forms: inside a replace ( ... ) block and one-line replace X => Y.
+  sed -nE -e '/^replace \(/,/^\)/p' -e '/^replace [^(]/s/^replace //p' "$src" |
+    grep -v FORBIDDEN |
+    sed -nE "s#^[[:space:]]*([A-Za-z0-9./_-]+) => \.\.?/.*#\t\1 => \1 $sibling_version#p"
   printf ')\n'
 }
 
-# _k8s_ldflags: version stamping as hack/lib/version.sh does it, so
-# `kubectl version` and /version report the real release.
+# k8s_go_build_scratch NAME MODULE VERSION SIBLING_VERSION BINDIR LDFLAGS PKG...
+#   Download MODULE@VERSION, generate a scratch module for it in
+#   BINDIR/../src (see _k8s_gen_gomod; never in the repo), and build all
+#   PKGs with ONE `go build` (shared packages compile once) into BINDIR. A
+#   single PKG is named NAME. Output: BINDIR/../build.log. Sets K8S_MOD_INFO
+#   to `go mod download -json` output (for version stamping).
+k8s_go_build_scratch() {
+  local name="$1" module="$2" version="$3" sibling="$4" bindir="$5" ldflags="$6" home src gomod out
+  shift 6
+  home="$(dirname "$bindir")"
+  src="$home/src"
+  mkdir -p "$src" "$bindir"
+  log "$name: downloading $module@$version (Go module proxy)"
+  K8S_MOD_INFO="$(cd "$src" && k8s_go mod download -json "$module@$version")" ||
+    die "$name: go mod download $module@$version failed"
+  gomod="$(sed -nE 's/^[[:space:]]*"GoMod": "(.*)",?$/\1/p' <<<"$K8S_MOD_INFO")"
+  [[ -r "$gomod" ]] || die "$name: no go.mod in the download of $module@$version"
+  _k8s_gen_gomod "$gomod" "$module" "$version" "$sibling" >"$src/go.mod"
+  out="$bindir/"
+  if [[ $# -eq 1 ]]; then out="$bindir/$name"; fi
+  # `go get PKG@VERSION` records every module the packages need in go.mod
+  # and go.sum (pruned module graphs want them listed in the main module).
+  if ! (cd "$src" && k8s_go get "${@/%/@$version}" &&
+    k8s_go build -trimpath -ldflags "$ldflags" -o "$out" "$@") >"$home/build.log" 2>&1; then
+    tail -n 30 "$home/build.log" >&2
+    die "$name: build failed (log: $home/build.log)"
+  fi
+}
+
+# _k8s_ldflags COMMIT DATE: version stamping as hack/lib/version.sh does it,
+# so `kubectl version` and /version report the real release.
 _k8s_ldflags() {
   local minor="${K8S_VERSION#v1.}" pkg flags="-s -w" commit="$1" date="$2"
   minor="${minor%%.*}"
@@ -128,33 +164,22 @@ k8s_kubernetes_installed() {
   for c in "${K8S_COMMANDS[@]}"; do [[ -x "$K8S_BIN_DIR/$c" ]] || return 1; done
 }
 
-# k8s_build_kubernetes: build K8S_COMMANDS from the k8s.io/kubernetes module
-# in a scratch module under $K8S_HOME/src (never in the repo). One
-# `go build` for all four, so shared packages compile once.
+# k8s_build_kubernetes: K8S_COMMANDS from k8s.io/kubernetes@K8S_VERSION
+# (staging modules at v0.<minor>.<patch>), version-stamped.
 k8s_build_kubernetes() {
   k8s_kubernetes_installed && return 0
-  local src="$K8S_HOME/src" info gomod commit date pkgs=() c t0=$SECONDS
-  mkdir -p "$src" "$K8S_BIN_DIR"
+  local pkgs=() c t0=$SECONDS commit date info
   rm -f "$K8S_HOME/.installed"
-  log "kubernetes: downloading k8s.io/kubernetes@$K8S_VERSION (module proxy)"
-  info="$(cd "$src" && k8s_go mod download -json "k8s.io/kubernetes@$K8S_VERSION")" ||
-    die "kubernetes: go mod download k8s.io/kubernetes@$K8S_VERSION failed"
-  gomod="$(sed -nE 's/^[[:space:]]*"GoMod": "(.*)",?$/\1/p' <<<"$info")"
-  [[ -r "$gomod" ]] || die "kubernetes: no go.mod in the download of $K8S_VERSION"
-  # The proxy records the tag's commit (Origin.Hash) when it knows it.
-  commit="$(sed -nE 's/^[[:space:]]*"Hash": "([0-9a-f]{40})",?$/\1/p' <<<"$info" | head -n1)"
-  date="$(date -u -d "$(sed -nE 's/^[[:space:]]*"Time": "(.*)",?$/\1/p' <<<"$info" | head -n1)" +%Y-%m-%dT%H:%M:%SZ)"
-  _k8s_gen_gomod "$gomod" >"$src/go.mod"
   for c in "${K8S_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-  log "kubernetes: building ${K8S_COMMANDS[*]} $K8S_VERSION (cold: tens of minutes on 2 cores; log: $K8S_HOME/build.log)"
-  # go get records every module these packages need in go.mod/go.sum
-  # (pruned module graphs need them listed in the main module).
-  if ! (cd "$src" && k8s_go get "${pkgs[@]/%/@$K8S_VERSION}" &&
-    k8s_go build -trimpath -ldflags "$(_k8s_ldflags "${commit:-unknown}" "$date")" \
-      -o "$K8S_BIN_DIR/" "${pkgs[@]}") >"$K8S_HOME/build.log" 2>&1; then
-    tail -n 30 "$K8S_HOME/build.log" >&2
-    die "kubernetes: build failed (log: $K8S_HOME/build.log)"
-  fi
+  # Stamps: the tag's commit if the proxy recorded it (Origin.Hash), the
+  # tag's time as build date (reproducible).
+  info="$(curl -fsS --max-time 20 "$(k8s_go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$K8S_VERSION.info" 2>/dev/null || true)"
+  commit="$(grep -oE '"Hash": *"[0-9a-f]{40}"' <<<"$info" | grep -oE '[0-9a-f]{40}' || true)"
+  date="$(date -u -d "$(grep -oE '"Time": *"[^"]+"' <<<"$info" | cut -d'"' -f4)" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null ||
+    date -u +%Y-%m-%dT%H:%M:%SZ)"
+  log "kubernetes: building ${K8S_COMMANDS[*]} $K8S_VERSION (cold: ~15 min on 2 cores; log: $K8S_HOME/build.log)"
+  k8s_go_build_scratch kubernetes k8s.io/kubernetes "$K8S_VERSION" "v0.${K8S_VERSION#v1.}" \
+    "$K8S_BIN_DIR" "$(_k8s_ldflags "${commit:-unknown}" "$date")" "${pkgs[@]}"
   printf '%s\n' "$K8S_VERSION" >"$K8S_HOME/.installed"
   log "kubernetes: built in $((SECONDS - t0))s into $K8S_BIN_DIR"
 }
@@ -170,6 +195,9 @@ source "$K8S_DIR/pki.sh"
 kubectl_admin() {
   "$K8S_BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=10s "$@"
 }
+
+# kubectl's discovery cache goes to the state dir, not ~/.kube/cache.
+export KUBECACHEDIR="${KUBECACHEDIR:-$DEVSTACK_STATE/kube-cache}"
 
 # k8s_require NAME [TIMEOUT_S=90]: wait until component NAME is healthy.
 # Start functions call it for what they depend on (kube-apiserver needs
