@@ -2,14 +2,18 @@
 # devstack/platform.sh up|down|status
 #
 # Runs DeviceFleet's own services on the local stack as background processes:
-# bridge, ingest, processor, sink, and one demo simulator per device profile
-# (F2 controllers over MQTT, trucks over HTTP, generic sensors over MQTT).
+# bridge, ingest, processor, sink, the operator (against the local control
+# plane, placing simulator pods on kwok nodes), and one demo simulator per
+# device profile (F2 controllers over MQTT, trucks over HTTP, generic sensors
+# over MQTT).
 # Uses the same process helpers, pid files and log directory as the brokers.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 VENV_BIN="$DEVSTACK_REPO/.venv/bin"
-SERVICES=(sink processor bridge ingest)
+SERVICES=(sink processor bridge ingest operator)
+OPERATOR_METRICS_PORT=18085
+OPERATOR_LIVENESS_PORT=18086
 # name profile transport devices status-port-offset
 SIMULATORS=(
   "sim-f2 f2 mqtt 20 0"
@@ -19,12 +23,22 @@ SIMULATORS=(
 
 metrics_url() {
   case "$1" in
+    operator) echo "http://127.0.0.1:$OPERATOR_LIVENESS_PORT/healthz" ;;
     ingest) echo "http://127.0.0.1:$INGEST_PORT/health" ;;
     bridge) echo "http://127.0.0.1:$BRIDGE_METRICS_PORT/metrics" ;;
     processor) echo "http://127.0.0.1:$PROCESSOR_METRICS_PORT/metrics" ;;
     sink) echo "http://127.0.0.1:$SINK_METRICS_PORT/metrics" ;;
   esac
 }
+
+# The operator runs against the local control plane; fleets' pods go to the
+# kwok nodes and publish to this machine's broker and ingest.
+export KUBECONFIG="${KUBECONFIG:-$DEVSTACK_STATE/kubeconfig}"
+export OPERATOR_STANDALONE=true OPERATOR_METRICS_PORT OPERATOR_LIVENESS_PORT
+export OPERATOR_MQTT_HOST=127.0.0.1 OPERATOR_MQTT_PORT="$MQTT_PORT"
+export OPERATOR_INGEST_URL="http://127.0.0.1:$INGEST_PORT"
+export OPERATOR_NODE_SELECTOR='{"type":"kwok"}'
+export OPERATOR_TOLERATIONS='[{"key":"kwok.x-k8s.io/node","operator":"Exists","effect":"NoSchedule"}]'
 
 bootstrap() {
   "$VENV_BIN/devicefleet-bootstrap" all
@@ -38,6 +52,7 @@ bootstrap() {
 up() {
   [ -x "$VENV_BIN/devicefleet-ingest" ] || die "no virtualenv: run 'make install' first"
   bootstrap
+  "$DEVSTACK_DIR/k8s/kubectl.sh" apply --server-side -f "$DEVSTACK_REPO/crds" >/dev/null
   for svc in "${SERVICES[@]}"; do
     if ! is_running "$svc"; then
       start_process "$svc" "$(log_file "$svc")" "$VENV_BIN/devicefleet-$svc"
@@ -46,6 +61,10 @@ up() {
   for svc in "${SERVICES[@]}"; do
     wait_for "$svc" 30 curl -fsS "$(metrics_url "$svc")"
   done
+  if ! is_running kwok-runner; then
+    start_process kwok-runner "$(log_file kwok-runner)" "$VENV_BIN/python" \
+      "$DEVSTACK_DIR/kwok_runner.py"
+  fi
   for sim in "${SIMULATORS[@]}"; do
     read -r name profile transport devices offset <<<"$sim"
     local port=$((SIMULATOR_STATUS_PORT_BASE + offset))
@@ -101,6 +120,7 @@ down() {
     stop_process "$name" 20
   done
   write_scrape_targets
+  stop_process kwok-runner 30
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     stop_process "${SERVICES[$i]}" 20
   done
@@ -108,7 +128,7 @@ down() {
 
 status() {
   local name state
-  for name in "${SERVICES[@]}" sim-f2 sim-truck sim-generic; do
+  for name in "${SERVICES[@]}" kwok-runner sim-f2 sim-truck sim-generic; do
     if is_running "$name"; then state="running (pid $(pid_of "$name"))"; else state=stopped; fi
     printf '%-11s %-22s %s\n' "$name" "$state" "$(log_file "$name")"
   done

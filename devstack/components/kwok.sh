@@ -67,7 +67,12 @@ kwok_start() {
     --node-ip=127.0.0.1 \
     --server-address="127.0.0.1:$KWOK_PORT" \
     --manage-all-nodes=false \
-    --manage-nodes-with-label-selector="$KWOK_NODE_SELECTOR"
+    --manage-nodes-with-label-selector="$KWOK_NODE_SELECTOR" \
+    --node-lease-duration-seconds=40
+  # Node leases are the heartbeat kube-controller-manager watches (the
+  # "heartbeat-with-lease" stage only refreshes node status every ~10 min).
+  # Without them the nodes look dead after 40 s and their pods are marked
+  # NotReady.
 }
 
 _kwok_server_ok() { [[ "$(curl -fsS --max-time 3 "http://127.0.0.1:$KWOK_PORT/healthz")" == ok ]]; }
