@@ -24,6 +24,8 @@ from typing import Any
 from kubernetes import client, config
 
 SELECTOR = "app.kubernetes.io/name=devicefleet-simulator"
+# Namespaces labelled with this run their simulators themselves (the integration tests do).
+OPT_OUT_LABEL = "iot.devicefleet.io/kwok-runner=disabled"
 STATE = Path(os.environ.get("DEVSTACK_STATE", Path.home() / ".local/state/devicefleet"))
 LOGS = STATE / "logs" / "kwok-pods"
 VENV_BIN = Path(sys.executable).parent
@@ -82,10 +84,14 @@ class Runner:
 
     def kwok_pods(self, core: client.CoreV1Api) -> dict[str, Any]:
         kwok_nodes = {n.metadata.name for n in core.list_node(label_selector="type=kwok").items}
+        opted_out = {
+            ns.metadata.name for ns in core.list_namespace(label_selector=OPT_OUT_LABEL).items
+        }
         return {
             pod.metadata.uid: pod
             for pod in core.list_pod_for_all_namespaces(label_selector=SELECTOR).items
             if pod.spec.node_name in kwok_nodes
+            and pod.metadata.namespace not in opted_out
             and pod.status.phase == "Running"
             and pod.status.pod_ip
             and pod.metadata.deletion_timestamp is None

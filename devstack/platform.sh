@@ -35,6 +35,8 @@ metrics_url() {
 # kwok nodes and publish to this machine's broker and ingest.
 export KUBECONFIG="${KUBECONFIG:-$DEVSTACK_STATE/kubeconfig}"
 export OPERATOR_STANDALONE=true OPERATOR_METRICS_PORT OPERATOR_LIVENESS_PORT
+# Every namespace but the integration tests' own, whose operator they run themselves.
+export OPERATOR_NAMESPACES='["!devicefleet-test-*"]'
 export OPERATOR_MQTT_HOST=127.0.0.1 OPERATOR_MQTT_PORT="$MQTT_PORT"
 export OPERATOR_INGEST_URL="http://127.0.0.1:$INGEST_PORT"
 export OPERATOR_NODE_SELECTOR='{"type":"kwok"}'

@@ -64,7 +64,8 @@ def operator(
     liveness = free_port()
     env = {
         "KUBECONFIG": KUBECONFIG,
-        "OPERATOR_NAMESPACES": json.dumps([f"df-{RUN}-*"]),
+        # `make up`'s operator leaves devicefleet-test-* namespaces to this one.
+        "OPERATOR_NAMESPACES": json.dumps([f"devicefleet-test-{RUN}-*"]),
         "OPERATOR_STANDALONE": "true",
         "OPERATOR_STATUS_INTERVAL": "1",
         "OPERATOR_STATUS_TIMEOUT": "0.5",
@@ -88,9 +89,12 @@ def operator(
 
 @pytest.fixture
 def namespace(cluster: client.ApiClient, operator: ServiceProcess) -> Iterator[str]:
-    name = f"df-{RUN}-{uuid.uuid4().hex[:6]}"
+    name = f"devicefleet-test-{RUN}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api()
-    core.create_namespace({"metadata": {"name": name}})
+    # Tests play the kubelet themselves where they need to; keep devstack's kwok runner out.
+    core.create_namespace(
+        {"metadata": {"name": name, "labels": {"iot.devicefleet.io/kwok-runner": "disabled"}}}
+    )
     yield name
     # Fleets first, while the operator still runs; then the namespace.
     api = client.CustomObjectsApi()
