@@ -1,0 +1,60 @@
+"""The operator's RBAC manifest grants what it needs and nothing like Secrets, asked of the
+real API server's authorizer (SubjectAccessReview through `kubectl auth can-i`)."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from tests.integration.operator.conftest import kubectl
+from tests.support import REPO
+
+SA = "system:serviceaccount:devicefleet-system:devicefleet-operator"
+
+
+@pytest.fixture(scope="module")
+def rbac(cluster: client.ApiClient) -> None:
+    kubectl("create", "namespace", "devicefleet-system", check=False)
+    kubectl("apply", "-f", str(REPO / "operator/deploy/rbac.yaml"))
+
+
+def can(verb: str, resource: str, namespace: str = "default") -> bool:
+    """``resource`` may name a subresource as ``resource/subresource``."""
+    name, _, sub = resource.partition("/")
+    args = ["auth", "can-i", verb, name, "--as", SA, "-n", namespace]
+    if sub:
+        args.append(f"--subresource={sub}")
+    return kubectl(*args, check=False).stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("watch", "devicefleets.iot.devicefleet.io"),
+        ("patch", "devicefleets.iot.devicefleet.io/status"),
+        ("create", "statefulsets.apps"),
+        ("patch", "statefulsets.apps"),
+        ("create", "services"),
+        ("list", "pods"),
+        ("create", "events"),
+    ],
+)
+def test_operator_may_do_its_job(rbac: None, verb: str, resource: str) -> None:
+    assert can(verb, resource), f"the operator needs {verb} {resource}"
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("create", "pods/exec"),
+        ("delete", "pods"),
+        ("delete", "devicefleets.iot.devicefleet.io"),
+        ("create", "deployments.apps"),
+        ("patch", "nodes"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ],
+)
+def test_operator_may_not_do_more(rbac: None, verb: str, resource: str) -> None:
+    assert not can(verb, resource), f"the operator must not {verb} {resource}"
