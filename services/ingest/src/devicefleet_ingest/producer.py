@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from devicefleet_common.kafka import AsyncProducer, on_error_logger, producer_config
+from devicefleet_common.kafka import (
+    AsyncProducer,
+    KafkaHeaderList,
+    on_error_logger,
+    producer_config,
+)
 from devicefleet_ingest.settings import IngestSettings
 
-Headers = list[tuple[str, str | bytes | None]]
+Headers = KafkaHeaderList
 
 
 class RecordProducer(Protocol):
