@@ -33,8 +33,8 @@ stack-down:
 	bash devstack/down.sh
 
 lint: install ## ruff + mypy
-	$(UV) run ruff check services operator tests scripts devstack
-	$(UV) run ruff format --check services operator tests scripts devstack
+	$(UV) run ruff check services operator tests scripts devstack bench
+	$(UV) run ruff format --check services operator tests scripts devstack bench
 	$(UV) run mypy
 
 test: lint stack-up ## lint, then unit + integration tests against the local stack
