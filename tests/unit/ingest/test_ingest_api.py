@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -235,10 +233,4 @@ def test_metrics_exposition(api: Api) -> None:
     ):
         assert name in text
     assert 'route="/ingest"' in text
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed")
-    check = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
+    # `promtool check metrics` runs on the live service in tests/integration/test_observability.
