@@ -18,13 +18,11 @@ import asyncio
 import bisect
 import contextlib
 import itertools
-import logging
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from opentelemetry import trace
@@ -48,16 +46,7 @@ from devicefleet_simulator.stats import MessageStats
 from devicefleet_simulator.status import BreakerState, BreakerStatus
 from devicefleet_simulator.transport import Ack, Transport
 
-LOGGER_NAME = "devicefleet.simulator.delivery"
-log = get_logger(LOGGER_NAME)
-_level_check = logging.getLogger(LOGGER_NAME)
-
-
-def _debug(event: str, **fields: Any) -> None:
-    # structlog runs its whole processor chain before stdlib drops a DEBUG record; at
-    # thousands of messages a second, skip that work up front.
-    if _level_check.isEnabledFor(logging.DEBUG):
-        log.debug(event, **fields)
+log = get_logger("devicefleet.simulator.delivery")
 
 
 NOT_DELIVERED = (TransientError, CircuitBreakerError)
@@ -193,7 +182,7 @@ class Delivery:
                 return await self.transport.send(message)
             except TransientError as exc:
                 self.stats.count("failed_attempts")
-                _debug("publish attempt failed", reason=exc.reason)
+                log.debug("publish attempt failed", reason=exc.reason)
                 raise
             finally:
                 metrics.PUBLISH_DURATION.labels(self.name).observe(time.perf_counter() - started)
@@ -202,7 +191,7 @@ class Delivery:
         self.stats.count("retries")
         metrics.RETRIES.labels(self.name).inc()
         exc = state.outcome.exception() if state.outcome else None
-        _debug(
+        log.debug(
             "retrying after backoff",
             attempt=state.attempt_number,
             wait_s=round(state.upcoming_sleep, 3),
@@ -229,22 +218,22 @@ class Delivery:
         try:
             await self._attempt(message)
         except (*NOT_DELIVERED, PermanentError) as exc:
-            _debug("duplicate copy not acknowledged", reason=str(exc))
+            log.debug("duplicate copy not acknowledged", reason=str(exc))
             return
         self.stats.count("duplicates_acknowledged")
-        _debug("duplicate copy acknowledged")
+        log.debug("duplicate copy acknowledged")
 
     # --- settling -------------------------------------------------------------------------
 
     def _acknowledge(self, message: OutgoingMessage, ack: Ack) -> None:
         self.stats.count("acknowledged")
         self.ledger.record(message)
-        _debug("message acknowledged", ack=ack.value)
+        log.debug("message acknowledged", ack=ack.value)
         self._end_span(message, "acknowledged")
 
     def _reject(self, message: OutgoingMessage, exc: PermanentError) -> None:
         self.stats.count("rejected")
-        _debug("message rejected", reason=exc.reason, status=exc.status)
+        log.debug("message rejected", reason=exc.reason, status=exc.status)
         self._end_span(message, "rejected", error=exc.reason)
 
     def _enqueue(self, message: OutgoingMessage) -> None:
@@ -264,7 +253,7 @@ class Delivery:
         metrics.MESSAGES.labels("buffered").inc()
         metrics.BUFFERED.set(len(self.buffer))
         self._buffer_changed.set()
-        _debug("message buffered", buffered=len(self.buffer))
+        log.debug("message buffered", buffered=len(self.buffer))
 
     @staticmethod
     def _end_span(message: OutgoingMessage, outcome: str, error: str | None = None) -> None:
@@ -303,7 +292,7 @@ class Delivery:
                     return
                 except NOT_DELIVERED as exc:
                     settled = True
-                    _debug("not delivered, buffering", reason=str(exc))
+                    log.debug("not delivered, buffering", reason=str(exc))
                     self._enqueue(message)
                     return
                 settled = True
@@ -355,7 +344,7 @@ class Delivery:
                 self._reject(message, exc)
                 return
             except NOT_DELIVERED as exc:
-                _debug("buffer head not delivered", reason=str(exc))
+                log.debug("buffer head not delivered", reason=str(exc))
                 # Retries exhausted without tripping the breaker: pause like a retry would.
                 # (Open: run_drain waits out the reset timeout instead.)
                 pause = self.breaker_state == "closed"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import socket
 from dataclasses import dataclass
@@ -31,8 +30,7 @@ from devicefleet_simulator.stats import MessageStats
 from devicefleet_simulator.status import SimulatorStatus, create_status_app, status_server
 from devicefleet_simulator.transport import Transport
 
-LOGGER_NAME = "devicefleet.simulator"
-log = get_logger(LOGGER_NAME)
+log = get_logger("devicefleet.simulator")
 tracer = trace.get_tracer("devicefleet.simulator")
 
 
@@ -133,12 +131,11 @@ class Simulator:
         )
         if plan.drop:
             self.stats.count("dropped")
-            if logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "message dropped (fault)",
-                    device_id=device.device_id,
-                    message_id=message.message_id,
-                )
+            log.debug(
+                "message dropped (fault)",
+                device_id=device.device_id,
+                message_id=message.message_id,
+            )
             return None
         if plan.malformed:
             self.stats.count("malformed")
