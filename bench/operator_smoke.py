@@ -101,6 +101,15 @@ def main() -> int:
             )
         )
     finally:
+        # Fleets carry the operator's finalizer: delete them while it still runs.
+        for i in range(args.fleets):
+            api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, f"fleet-{i:04d}")
+        deadline = time.monotonic() + 120
+        while (
+            api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+            and time.monotonic() < deadline
+        ):
+            time.sleep(1)
         operator.terminate()
         operator.wait(30)
         core.delete_namespace(namespace)

@@ -102,6 +102,18 @@ def namespace(cluster: client.ApiClient, operator: ServiceProcess) -> Iterator[s
         api.delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, item["metadata"]["name"])
     core.delete_namespace(name)
 
+    # Wait until it is gone: kopf holds every handler until all its per-namespace watch
+    # streams have listed, and a namespace still terminating when the operator (re)starts
+    # can keep that from ever happening (seen with the kill-mid-reconcile test).
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, 120, interval=0.5, message=f"namespace {name} to be deleted")
+
 
 def fleet_body(name: str, **spec: Any) -> dict[str, Any]:
     return {
