@@ -107,11 +107,7 @@ class Pipeline:
         )
 
     def restart(self, name: str) -> ServiceProcess:
-        old = self.services[name]
-        new = ServiceProcess(name, old.argv, self.env[name], self.log_dir, old.health_url)
-        new.log_path = old.log_path  # one log file per service across restarts
-        self.services[name] = new.start()
-        return new
+        return self.services[name].start()  # appends to the same log file
 
 
 def _service_env(prefix: str, pipeline: Pipeline, **extra: str) -> dict[str, str]:
@@ -195,6 +191,21 @@ def pipeline(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
             service.stop()
         admin = AdminClient({"bootstrap.servers": KAFKA})
         admin.delete_topics([p.raw_topic, p.decoded_topic, p.dead_letter_topic])
+
+
+@pytest.fixture
+def private_ingest(pipeline: Pipeline) -> Iterator[ServiceProcess]:
+    """An ingest instance of this session's pipeline that a test may kill and restart."""
+    port = free_port()
+    process = ServiceProcess(
+        f"ingest-{port}",
+        ["devicefleet-ingest"],
+        pipeline.env["ingest"] | {"INGEST_PORT": str(port)},
+        pipeline.log_dir,
+        health_url=f"http://127.0.0.1:{port}/health",
+    ).start()
+    yield process
+    process.stop()
 
 
 @pytest.fixture

@@ -131,22 +131,12 @@ def test_breaker_opens_while_ingest_is_down_and_buffered_messages_arrive_once(
     pipeline: Pipeline,
     db: psycopg.Connection[Any],
     tmp_path: Path,
+    private_ingest: ServiceProcess,
 ) -> None:
     fleet = pipeline.fleet("outage")
     pipeline.register("truck", fleet, 3)
-    # A private ingest instance, so stopping it leaves the session's pipeline alone.
-    ingest_port = free_port()
-    ingest_env = {k: v for k, v in pipeline.env["ingest"].items()} | {
-        "INGEST_PORT": str(ingest_port)
-    }
-    ingest_url = f"http://127.0.0.1:{ingest_port}"
-    ingest = ServiceProcess(
-        "ingest-outage",
-        ["devicefleet-ingest"],
-        ingest_env,
-        pipeline.log_dir,
-        health_url=f"{ingest_url}/health",
-    ).start()
+    ingest = private_ingest
+    ingest_url = (ingest.health_url or "").removesuffix("/health")
     ledger = tmp_path / "ledger.txt"
     sim = simulator(
         pipeline,
@@ -191,13 +181,7 @@ def test_breaker_opens_while_ingest_is_down_and_buffered_messages_arrive_once(
             30,
             message="messages to be buffered while the breaker is open",
         )
-        ingest = ServiceProcess(
-            "ingest-outage",
-            ["devicefleet-ingest"],
-            ingest_env,
-            pipeline.log_dir,
-            health_url=f"{ingest_url}/health",
-        ).start()
+        ingest.start()
         wait_for(
             lambda: (
                 (s := status())["circuitBreaker"]["state"] == "closed"
@@ -208,7 +192,6 @@ def test_breaker_opens_while_ingest_is_down_and_buffered_messages_arrive_once(
         )
     finally:
         assert sim.stop() == 0, sim.log_tail()
-        ingest.stop()
     summary = final_summary(sim)
     assert summary["invariant_holds"] is True
     assert summary["bufferOverflow"] == 0

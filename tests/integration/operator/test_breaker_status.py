@@ -7,10 +7,8 @@ The operator cannot tell the difference. Ingest is then killed and restarted for
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from devicefleet_operator.constants import POD_INDEX_LABEL, STATUS_PORT
@@ -22,7 +20,7 @@ from tests.integration.operator.conftest import (
     wait_replicas,
     wait_status,
 )
-from tests.support import ServiceProcess, free_port, wait_for
+from tests.support import ServiceProcess, wait_for
 
 
 def pod_environment(namespace: str, fleet: str, pod: Any) -> dict[str, str]:
@@ -34,22 +32,6 @@ def pod_environment(namespace: str, fleet: str, pod: Any) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def ingest(pipeline: Pipeline) -> Iterator[ServiceProcess]:
-    """A private ingest instance this test may kill."""
-    port = free_port()
-    env = pipeline.env["ingest"] | {"INGEST_PORT": str(port)}
-    process = ServiceProcess(
-        "ingest-k8s",
-        ["devicefleet-ingest"],
-        env,
-        pipeline.log_dir,
-        health_url=f"http://127.0.0.1:{port}/health",
-    ).start()
-    yield process
-    process.stop()
-
-
 def breaker(namespace: str, fleet: str) -> dict[str, Any]:
     return dict(
         wait_status(namespace, fleet, lambda s: "circuitBreaker" in s)["status"]["circuitBreaker"]
@@ -59,9 +41,9 @@ def breaker(namespace: str, fleet: str) -> dict[str, Any]:
 def test_breaker_transitions_show_in_kubectl_get(
     namespace: str,
     pipeline: Pipeline,
-    ingest: ServiceProcess,
+    private_ingest: ServiceProcess,
 ) -> None:
-    ingest_url = (ingest.health_url or "").removesuffix("/health")
+    ingest_url = (private_ingest.health_url or "").removesuffix("/health")
     create_fleet(
         namespace,
         "trucks",
@@ -109,7 +91,7 @@ def test_breaker_transitions_show_in_kubectl_get(
             "2/0/0",
         ]
 
-        ingest.kill()
+        private_ingest.kill()
 
         def tripped(s: dict[str, Any]) -> bool:
             # Open, or half-open while probing: no publisher may still look closed.
@@ -134,7 +116,7 @@ def test_breaker_transitions_show_in_kubectl_get(
         ).stdout
         assert "CircuitBreakerOpened" in events
 
-        ingest.start()
+        private_ingest.start()
         closed = wait_status(
             namespace,
             "trucks",

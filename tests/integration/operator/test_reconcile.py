@@ -170,12 +170,7 @@ def test_operator_killed_mid_reconcile_converges(namespace: str, operator: Servi
     )
     operator.kill()
     patch_fleet(namespace, "k", {"devices": 10})
-    restarted = ServiceProcess(
-        operator.name, operator.argv, operator.env, operator.log_path.parent, operator.health_url
-    )
-    restarted.log_path = operator.log_path
-    restarted.start(60)
-    operator.proc = restarted.proc
+    operator.start(60)
     wait_replicas(namespace, "k", 5, timeout=40)
     wait_status(
         namespace,
