@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 UV ?= uv
 
-.PHONY: help install up down status stack-up stack-down lint test test-unit test-integration demo-rows clean
+.PHONY: help install up down status stack-up stack-down lint charts test test-unit test-integration demo-rows clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -37,13 +37,16 @@ lint: install ## ruff + mypy
 	$(UV) run ruff format --check services operator tests scripts devstack bench
 	$(UV) run mypy
 
-test: lint stack-up ## lint, then unit + integration tests against the local stack
+charts: ## package chart dependencies and `helm lint --strict` every chart (needs stack-up's helm)
+	bash scripts/charts.sh all
+
+test: lint stack-up charts ## lint, then unit + integration tests against the local stack
 	$(UV) run pytest tests
 
 test-unit: install
 	$(UV) run pytest tests/unit
 
-test-integration: install stack-up
+test-integration: install stack-up charts
 	$(UV) run pytest tests/integration
 
 demo-rows: ## decoded rows of the demo fleets in the last minute, per fleet

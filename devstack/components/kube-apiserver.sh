@@ -20,6 +20,7 @@ kube_apiserver_installed() {
 # helm stamps its version with -X like Kubernetes does (else "v3.x+unknown").
 kube_apiserver_install() {
   k8s_build_kubernetes
+  k8s_monitoring_crds_dir >/dev/null
   k8s_go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$HELM_BIN_DIR" \
     "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 }
@@ -72,6 +73,23 @@ kube_apiserver_healthy() {
 
 kube_apiserver_wait() { wait_for kube-apiserver "${KUBE_APISERVER_START_TIMEOUT:-90}" kube_apiserver_healthy; }
 
-kube_apiserver_bootstrap() { :; }
+# What a cluster with kube-prometheus-stack serves: the monitoring.coreos.com API (CRDs only,
+# no prometheus-operator), so charts render and validate their ServiceMonitors and rules.
+# Server-side apply: the CRDs are too large for the last-applied annotation.
+kube_apiserver_bootstrap() {
+  kubectl_admin apply --server-side --force-conflicts --field-manager=devstack \
+    -f "$(k8s_monitoring_crds_dir)" >/dev/null ||
+    die "kube-apiserver: could not install the monitoring.coreos.com CRDs"
+  wait_for kube-apiserver 60 _kube_apiserver_monitoring_established
+}
+
+_kube_apiserver_monitoring_established() {
+  local kind
+  for kind in servicemonitors podmonitors prometheusrules; do
+    [[ "$(kubectl_admin get crd "$kind.monitoring.coreos.com" \
+      -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" == True ]] ||
+      return 1
+  done
+}
 
 kube_apiserver_stop() { stop_process kube-apiserver 30; }

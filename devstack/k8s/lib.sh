@@ -37,6 +37,10 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.8
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
+# The monitoring.coreos.com CRDs (ServiceMonitor, PodMonitor, PrometheusRule, ...) a cluster
+# with kube-prometheus-stack has; installed so the charts' monitoring objects are validated
+# server-side. From the prometheus-operator module's example/prometheus-operator-crd.
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 
 # ports: appended to the keys of ../ports.env (render_template uses both).
 K8S_PORTS_FILE="${K8S_PORTS_FILE:-$K8S_DIR/ports.env}"
@@ -58,6 +62,21 @@ unset _k8s_main_keys
   KUBECONFIG_ADMIN="$DEVSTACK_STATE/kubeconfig"
   # The binaries that k8s_build_kubernetes builds in one `go build`.
   K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+}
+
+# --------------------------------------------------------------------------
+# prometheus-operator CRDs
+# --------------------------------------------------------------------------
+# k8s_monitoring_crds_dir: the CRD manifests of PROMETHEUS_OPERATOR_VERSION, downloaded
+# (once, into the Go module cache) if needed.
+k8s_monitoring_crds_dir() {
+  local dir
+  dir="$(k8s_go mod download -json \
+    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+    sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')"
+  [[ -d "$dir/example/prometheus-operator-crd" ]] ||
+    die "no example/prometheus-operator-crd in prometheus-operator@$PROMETHEUS_OPERATOR_VERSION"
+  echo "$dir/example/prometheus-operator-crd"
 }
 
 # --------------------------------------------------------------------------

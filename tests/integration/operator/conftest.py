@@ -24,17 +24,34 @@ KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": 
 RUN = uuid.uuid4().hex[:6]
 
 
-def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _devstack_tool(
+    tool: str, args: tuple[str, ...], check: bool, input: str | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """The pinned kubectl/helm of the local stack, as the admin of the local cluster."""
     result = subprocess.run(
-        ["bash", str(REPO / "devstack/k8s/kubectl.sh"), *args],
+        ["bash", str(REPO / f"devstack/k8s/{tool}.sh"), *args],
+        input=input,
         capture_output=True,
         text=True,
         check=False,
+        timeout=timeout,
         env={**os.environ, "KUBECONFIG": KUBECONFIG},
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        raise AssertionError(
+            f"{tool} {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr}"
+        )
     return result
+
+
+def kubectl(
+    *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return _devstack_tool("kubectl", args, check, input)
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return _devstack_tool("helm", args, check)
 
 
 @pytest.fixture(scope="session")

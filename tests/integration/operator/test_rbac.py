@@ -1,12 +1,12 @@
-"""The operator's RBAC manifest grants what it needs and nothing like Secrets, asked of the
-real API server's authorizer (SubjectAccessReview through `kubectl auth can-i`)."""
+"""The operator chart's RBAC grants what the operator needs and nothing like Secrets, asked of
+the real API server's authorizer (SubjectAccessReview through `kubectl auth can-i`)."""
 
 from __future__ import annotations
 
 import pytest
 from kubernetes import client
 
-from tests.integration.operator.conftest import kubectl
+from tests.integration.operator.conftest import helm, kubectl
 from tests.support import REPO
 
 SA = "system:serviceaccount:devicefleet-system:devicefleet-operator"
@@ -15,7 +15,12 @@ SA = "system:serviceaccount:devicefleet-system:devicefleet-operator"
 @pytest.fixture(scope="module")
 def rbac(cluster: client.ApiClient) -> None:
     kubectl("create", "namespace", "devicefleet-system", check=False)
-    kubectl("apply", "-f", str(REPO / "operator/deploy/rbac.yaml"))
+    rendered = helm(
+        "template", "devicefleet-operator", str(REPO / "charts/devicefleet-operator"),
+        "-n", "devicefleet-system",
+        "--show-only", "templates/rbac.yaml", "--show-only", "templates/serviceaccount.yaml",
+    ).stdout  # fmt: skip
+    kubectl("apply", "-n", "devicefleet-system", "-f", "-", input=rendered)
 
 
 def can(verb: str, resource: str, namespace: str = "default") -> bool:

@@ -1,0 +1,82 @@
+{{/*
+Where the shared infrastructure is. global.* wins; empty means the umbrella chart's quickstart
+services in the same release ("<release>-kafka", "<release>-mosquitto", "<release>-postgresql"; credentials in the
+Secret "<release>-database").
+*/}}
+
+{{- define "devicefleet.kafkaBootstrapServers" -}}
+{{- .Values.global.kafka.bootstrapServers | default (printf "%s-kafka:9092" .Release.Name) -}}
+{{- end -}}
+
+{{- define "devicefleet.mqttHost" -}}
+{{- .Values.global.mqtt.host | default (printf "%s-mosquitto" .Release.Name) -}}
+{{- end -}}
+
+{{- define "devicefleet.databaseSecretName" -}}
+{{- .Values.global.database.existingSecret | default (printf "%s-database" .Release.Name) -}}
+{{- end -}}
+
+{{/* Env vars every service reads with its own PREFIX: logging, metrics, tracing. */}}
+{{- define "devicefleet.commonEnv" -}}
+{{- $prefix := .prefix -}}
+{{- with .ctx }}
+- name: {{ $prefix }}LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: {{ $prefix }}ENVIRONMENT
+  value: {{ .Values.global.environment | quote }}
+- name: {{ $prefix }}METRICS_HOST
+  value: "0.0.0.0"
+{{- with .Values.global.otlpEndpoint }}
+- name: {{ $prefix }}OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Kafka and the pipeline's topics. */}}
+{{- define "devicefleet.kafkaEnv" -}}
+{{- $prefix := .prefix -}}
+{{- with .ctx }}
+- name: {{ $prefix }}KAFKA_BOOTSTRAP_SERVERS
+  value: {{ include "devicefleet.kafkaBootstrapServers" . | quote }}
+- name: {{ $prefix }}RAW_TOPIC
+  value: {{ .Values.global.topics.raw | quote }}
+- name: {{ $prefix }}DECODED_TOPIC
+  value: {{ .Values.global.topics.decoded | quote }}
+- name: {{ $prefix }}DEAD_LETTER_TOPIC
+  value: {{ .Values.global.topics.deadLetter | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "devicefleet.databaseEnv" -}}
+- name: {{ .prefix }}DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "devicefleet.databaseSecretName" .ctx }}
+      key: {{ .ctx.Values.global.database.secretKey }}
+{{- end -}}
+
+{{/* The ingest Service of the same release: where HTTP fleets post. */}}
+{{- define "devicefleet.ingestUrl" -}}
+{{- $name := ternary "devicefleet-ingest" (printf "%s-devicefleet-ingest" .Release.Name) (hasPrefix (printf "%s-" .Release.Name) "devicefleet-ingest") -}}
+{{- .Values.global.ingestUrl | default (printf "http://%s.%s.svc:8080" $name .Release.Namespace) -}}
+{{- end -}}
+
+{{/*
+A service's env: the common block, Kafka and topics when `kafka` is true, then `vars`
+(dict KEY -> value, prefixed), then the database URL from its Secret when `database` is true.
+Arguments: prefix, ctx, vars, kafka, database.
+*/}}
+{{- define "devicefleet.env" -}}
+{{- include "devicefleet.commonEnv" . }}
+{{- if .kafka }}
+{{- include "devicefleet.kafkaEnv" . }}
+{{- end }}
+{{- range $key, $value := .vars }}
+- name: {{ $.prefix }}{{ $key }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- if .database }}
+{{ include "devicefleet.databaseEnv" . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,193 @@
+"""Every chart: lint --strict, both sides of the prometheus-operator capability gate, the
+hardening every pod must have, and server-side validation by the real API server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.charts.conftest import (
+    CHARTS,
+    COMPONENTS,
+    UMBRELLA,
+    helm,
+    kinds,
+    kubectl,
+    render,
+)
+
+pytestmark = pytest.mark.usefixtures("charts_packaged")
+
+SERVICES = ["operator", "ingest", "bridge", "processor", "sink"]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    specs = []
+    for doc in docs:
+        if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            specs.append((f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]))
+    return specs
+
+
+@pytest.mark.parametrize("chart", ["lib", *COMPONENTS])
+def test_component_charts_lint_strict(chart: str) -> None:
+    helm("lint", "--strict", str(CHARTS / f"devicefleet-{chart}"))
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(UMBRELLA / "values-kind.yaml")]])
+def test_umbrella_lints_strict(values: list[str]) -> None:
+    helm("lint", "--strict", str(UMBRELLA), *values)
+
+
+def test_schema_refuses_unknown_and_wrong_values() -> None:
+    for bad, message in [
+        (["--set", "ingest.replicaCount=many"], "replicaCount"),
+        (["--set", "operator.replicaCount=2"], "maximum"),
+        (["--set", "kafka.imagee.tag=1"], "imagee"),
+        (["--set", "global.serviceMonitor.interval=often"], "interval"),
+    ]:
+        result = helm("template", "x", str(UMBRELLA), *bad, check=False)
+        assert result.returncode != 0, bad
+        assert message in result.stderr, (bad, result.stderr)
+
+
+def test_monitoring_objects_only_where_the_api_exists() -> None:
+    without = kinds(render("devicefleet", monitoring=False))
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
+        assert kind not in without, f"{kind} rendered without the monitoring.coreos.com API"
+    # Dashboards are plain ConfigMaps: Grafana's sidecar needs no operator.
+    assert len([n for n in without["ConfigMap"] if "monitoring" in n]) >= 3
+
+    docs = render("devicefleet")
+    found = kinds(docs)
+    assert sorted(found["ServiceMonitor"]) == sorted(f"devicefleet-{s}" for s in SERVICES)
+    assert found["PodMonitor"] == ["devicefleet-simulator"]
+    assert len(found["PrometheusRule"]) >= 2
+    for doc in docs:
+        if doc["kind"] in {"ServiceMonitor", "PodMonitor"}:
+            # The job label the shipped alerts and dashboards select on.
+            assert doc["spec"]["jobLabel"] == "app.kubernetes.io/name"
+
+
+def test_prometheus_rules_embed_the_rule_files_verbatim() -> None:
+    rules = {
+        doc["metadata"]["name"]: doc["spec"]
+        for doc in render("devicefleet")
+        if doc["kind"] == "PrometheusRule"
+    }
+    files = sorted((CHARTS / "devicefleet-monitoring/rules").glob("*.yaml"))
+    assert files, "no rule files in charts/devicefleet-monitoring/rules"
+    for path in files:
+        name = f"devicefleet-monitoring-{path.stem}"
+        assert rules[name] == yaml.safe_load(path.read_text()), name
+
+
+def test_every_pod_is_hardened() -> None:
+    docs = render("devicefleet")
+    specs = pod_specs(docs)
+    assert len(specs) >= 9
+    for name, template in specs:
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False, name
+            assert ctx["capabilities"]["drop"] == ["ALL"], name
+            assert container["resources"]["requests"], name
+            # Kafka's image writes its config at start; everything else is read-only.
+            assert ctx["readOnlyRootFilesystem"] is ("kafka" not in name), name
+        assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == "devicefleet"
+
+
+def test_services_get_credentials_from_the_secret_only() -> None:
+    docs = render("devicefleet", "--set", "postgresql.auth.password=not-in-env")
+    for name, template in pod_specs(docs):
+        for container in template["spec"]["containers"]:
+            for env in container.get("env", []):
+                assert "not-in-env" not in str(env.get("value", "")), (name, env["name"])
+                if env["name"].endswith("DATABASE_URL"):
+                    assert env["valueFrom"]["secretKeyRef"]["name"] == "devicefleet-database"
+
+
+def test_services_find_each_other_by_release() -> None:
+    env = {
+        (doc["metadata"]["name"], e["name"]): e.get("value")
+        for doc in render("devicefleet", "--namespace", "iot")
+        if doc["kind"] == "Deployment"
+        for e in doc["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    }
+    assert env[("devicefleet-operator", "OPERATOR_INGEST_URL")] == (
+        "http://devicefleet-ingest.iot.svc:8080"
+    )
+    assert env[("devicefleet-operator", "OPERATOR_MQTT_HOST")] == "devicefleet-mosquitto"
+    assert env[("devicefleet-bridge", "BRIDGE_KAFKA_BOOTSTRAP_SERVERS")] == "devicefleet-kafka:9092"
+    external = {
+        (doc["metadata"]["name"], e["name"]): e.get("value")
+        for doc in render(
+            "devicefleet",
+            "--set",
+            "kafka.enabled=false,global.kafka.bootstrapServers=my-cluster-kafka-bootstrap:9092",
+        )
+        if doc["kind"] == "Deployment"
+        for e in doc["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    }
+    assert external[("devicefleet-sink", "SINK_KAFKA_BOOTSTRAP_SERVERS")] == (
+        "my-cluster-kafka-bootstrap:9092"
+    )
+
+
+def test_own_database_instead_of_the_quickstart() -> None:
+    docs = render(
+        "devicefleet",
+        "--set",
+        "postgresql.enabled=false,database.url=postgresql://u:p@db.example:5432/iot",
+    )
+    assert "devicefleet-postgresql" not in kinds(docs).get("StatefulSet", [])
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    assert secret["stringData"] == {"url": "postgresql://u:p@db.example:5432/iot"}
+    clash = helm(
+        "template", "x", str(UMBRELLA), "--set", "database.url=postgresql://db/iot", check=False
+    )
+    assert clash.returncode != 0
+    assert "postgresql.enabled=false" in clash.stderr
+
+
+@pytest.fixture(scope="module")
+def dry_run_namespace(cluster: Any) -> Iterator[str]:
+    name = f"devicefleet-test-dryrun-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.mark.parametrize("chart", ["devicefleet", *(f"devicefleet-{c}" for c in COMPONENTS)])
+def test_server_side_validation(chart: str, dry_run_namespace: str) -> None:
+    """Every object, the monitoring ones included, accepted by the API server with strict field
+    validation (unknown or misplaced fields fail)."""
+    # A fleet too, so DeviceFleet objects meet the CRD's schema and CEL rules.
+    fleet = "fleets[0].name=trucks,fleets[0].spec.profile=truck,fleets[0].spec.devices=20"
+    values = {
+        "devicefleet": ["--set", ",".join(f"simulator.{f}" for f in fleet.split(","))],
+        "devicefleet-simulator": ["--set", fleet],
+    }.get(chart, [])
+    out = helm(
+        "template",
+        f"dry-{chart}",
+        str(CHARTS / chart),
+        "--namespace",
+        dry_run_namespace,
+        "--api-versions=monitoring.coreos.com/v1/ServiceMonitor",
+        "--api-versions=monitoring.coreos.com/v1/PodMonitor",
+        "--api-versions=monitoring.coreos.com/v1/PrometheusRule",
+        *values,
+    ).stdout
+    result = kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-n", dry_run_namespace, "-f", "-",
+        input=out,
+    )  # fmt: skip
+    assert "(server dry run)" in result.stdout

@@ -1,0 +1,213 @@
+"""`helm install` of the umbrella chart on the local control plane (pods on kwok nodes), then
+the operator exactly as the chart deploys it (its env, its ServiceAccount's token and RBAC)
+reconciles an example fleet."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from devicefleet_operator.constants import GROUP, PLURAL, VERSION
+from tests.integration.charts.conftest import KUBECONFIG, UMBRELLA, helm, kubectl
+from tests.integration.operator.conftest import KWOK_TOLERATION
+from tests.support import REPO, ServiceProcess, free_port, wait_for
+
+pytestmark = pytest.mark.usefixtures("charts_packaged")
+
+RUN = uuid.uuid4().hex[:6]
+RELEASE = f"df-{RUN}"
+# Outside both devicefleet-test-<run>-* (the operator tests' operator) and the patterns the
+# `make up` operator watches, so only the chart's operator acts here.
+NAMESPACE = f"devicefleet-test-helm-{RUN}"
+KWOK = {"nodeSelector": {"type": "kwok"}, "tolerations": [KWOK_TOLERATION]}
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    core = client.CoreV1Api()
+    core.create_namespace(
+        {"metadata": {"name": NAMESPACE, "labels": {"iot.devicefleet.io/kwok-runner": "disabled"}}}
+    )
+    values = tmp_path_factory.mktemp("helm") / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "global": KWOK | {"environment": "test"},
+                "operator": {"watchNamespaces": [NAMESPACE], "simulator": KWOK},
+            }
+        )
+    )
+    try:
+        helm(
+            "install", RELEASE, str(UMBRELLA), "-n", NAMESPACE, "-f", str(values),
+            "--wait", "--timeout", "5m",
+        )  # fmt: skip
+        yield RELEASE
+    finally:
+        api = client.CustomObjectsApi()
+        # The chart's operator is stopped by now: drop kopf's finalizer by hand.
+        for item in api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]:
+            name = item["metadata"]["name"]
+            api.patch_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, PLURAL, name, {"metadata": {"finalizers": None}}
+            )
+            api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
+        core.delete_namespace(NAMESPACE)
+
+        def gone() -> bool:
+            try:
+                core.read_namespace(NAMESPACE)
+            except ApiException as exc:
+                return exc.status == 404
+            return False
+
+        wait_for(gone, 120, interval=0.5, message=f"namespace {NAMESPACE} to be deleted")
+
+
+def test_release_is_deployed_with_every_component(release: str) -> None:
+    status = json.loads(helm("status", release, "-n", NAMESPACE, "-o", "json").stdout)
+    assert status["info"]["status"] == "deployed"
+    apps = client.AppsV1Api()
+    deployments = {d.metadata.name: d for d in apps.list_namespaced_deployment(NAMESPACE).items}
+    for component in ("operator", "ingest", "bridge", "processor", "sink"):
+        deployment = deployments[f"{release}-devicefleet-{component}"]
+        assert deployment.status.available_replicas == deployment.spec.replicas, component
+    statefulsets = {s.metadata.name for s in apps.list_namespaced_stateful_set(NAMESPACE).items}
+    assert {f"{release}-kafka", f"{release}-postgresql"} <= statefulsets
+    # The post-install hook ran to completion (kwok completes Job pods).
+    job = client.BatchV1Api().read_namespaced_job(f"{release}-bootstrap", NAMESPACE)
+    assert job.status.succeeded == 1
+
+
+def test_monitoring_objects_installed_because_the_api_exists(release: str) -> None:
+    """No --api-versions here: helm discovered monitoring.coreos.com/v1 on the cluster."""
+    api = client.CustomObjectsApi()
+
+    def names(plural: str) -> set[str]:
+        items = api.list_namespaced_custom_object("monitoring.coreos.com", "v1", NAMESPACE, plural)[
+            "items"
+        ]
+        return {i["metadata"]["name"] for i in items}
+
+    assert names("servicemonitors") == {
+        f"{release}-devicefleet-{c}" for c in ("operator", "ingest", "bridge", "processor", "sink")
+    }
+    assert names("podmonitors") == {f"{release}-devicefleet-simulator"}
+    assert len(names("prometheusrules")) >= 2
+    dashboards = client.CoreV1Api().list_namespaced_config_map(
+        NAMESPACE, label_selector="grafana_dashboard=1"
+    )
+    assert len(dashboards.items) >= 3
+
+
+def service_account_kubeconfig(service_account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount (a bound token, as the
+    kubelet would mount), so the operator runs with exactly the chart's RBAC."""
+    token = kubectl("create", "token", service_account, "-n", NAMESPACE, "--duration=1h").stdout
+    admin = yaml.safe_load(Path(KUBECONFIG).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "local", "cluster": cluster}],
+                "users": [{"name": service_account, "user": {"token": token.strip()}}],
+                "contexts": [
+                    {"name": "sa", "context": {"cluster": "local", "user": service_account}}
+                ],
+                "current-context": "sa",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def chart_operator(release: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The chart's operator Deployment, run as a process: kwok pods run no containers."""
+    deployment = client.AppsV1Api().read_namespaced_deployment(
+        f"{release}-devicefleet-operator", NAMESPACE
+    )
+    pod = deployment.spec.template.spec
+    container = pod.containers[0]
+    env = {e.name: e.value for e in container.env if e.value_from is None}
+    assert all(e.value_from is None for e in container.env), "the operator needs no Secrets"
+    liveness = free_port()
+    tmp = tmp_path_factory.mktemp("chart-operator")
+    env |= {
+        # Loopback ports instead of the pod's 0.0.0.0:9100/8080.
+        "OPERATOR_METRICS_HOST": "127.0.0.1",
+        "OPERATOR_METRICS_PORT": str(free_port()),
+        "OPERATOR_LIVENESS_PORT": str(liveness),
+        "KUBECONFIG": str(service_account_kubeconfig(pod.service_account_name, tmp / "kc")),
+    }
+    process = ServiceProcess(
+        "chart-operator",
+        ["devicefleet-operator"],
+        env,
+        tmp,
+        health_url=f"http://127.0.0.1:{liveness}/healthz",
+    ).start(60)
+    yield env
+    api = client.CustomObjectsApi()
+    # Fleets go while the operator still runs, so it removes its own finalizer.
+    for item in api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]:
+        api.delete_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, item["metadata"]["name"]
+        )
+    wait_for(
+        lambda: not api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"],
+        60,
+        message="fleets deleted by the chart's operator",
+    )
+    process.stop()
+
+
+def test_chart_operator_reconciles_an_example_fleet(release: str, chart_operator: Any) -> None:
+    fleet = yaml.safe_load((REPO / "examples/mining-trucks.yaml").read_text())
+    client.CustomObjectsApi().create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, PLURAL, fleet
+    )
+    name = fleet["metadata"]["name"]
+
+    def ready_statefulset() -> Any:
+        try:
+            sts = client.AppsV1Api().read_namespaced_stateful_set(f"{name}-sim", NAMESPACE)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return sts if sts.status.ready_replicas == 2 else None
+
+    sts = wait_for(ready_statefulset, 90, message=f"{name}-sim with 2 ready pods")
+    container = sts.spec.template.spec.containers[0]
+    # What the chart told the operator to put into simulator pods.
+    assert container.image == chart_operator["OPERATOR_SIMULATOR_IMAGE"]
+    assert container.image == "devicefleet/simulator:0.1.0"
+    sim_env = {e.name: e.value for e in container.env}
+    assert sim_env["SIMULATOR_INGEST_URL"] == (
+        f"http://{release}-devicefleet-ingest.{NAMESPACE}.svc:8080"
+    )
+    assert sts.spec.template.spec.node_selector == {"type": "kwok"}
+
+    def reported() -> Any:
+        status = (
+            client.CustomObjectsApi()
+            .get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+            .get("status", {})
+        )
+        return status if status.get("readyReplicas") == 2 else None
+
+    status = wait_for(reported, 60, message="fleet status with 2 ready replicas")
+    assert status["observedGeneration"] == 1
+    assert {c["type"] for c in status["conditions"]} >= {"Ready", "Progressing"}
