@@ -172,6 +172,7 @@ def schemas() -> dict[str, Schema]:
                     {"image": IMAGE, "nodeSelector": LABELS, "tolerations": TOLERATIONS}
                 ),
                 "statusInterval": {"type": "number", "exclusiveMinimum": 0},
+                "registerDevices": BOOL,
                 "rbac": obj({"create": BOOL}),
             },
         ),

@@ -32,6 +32,7 @@ from devicefleet_operator.constants import (
 from devicefleet_operator.handlers.observe import observe_fleet
 from devicefleet_operator.handlers.reconcile import fleet_spec, reconcile_children
 from devicefleet_operator.poller import PodTarget
+from devicefleet_operator.registry import register_fleet_devices
 from devicefleet_operator.settings import Settings
 
 CONFIG = Settings()
@@ -137,16 +138,19 @@ def reconcile(
     services: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
-    """Create or update the fleet's Service and StatefulSet."""
+    """Create or update the fleet's Service and StatefulSet; register its devices."""
+    fleet = fleet_spec(spec)
     reconcile_children(
         namespace,
         name,
         body,
-        fleet_spec(spec),
+        fleet,
         CONFIG,
         _live(services, namespace, name),
         _live(statefulsets, namespace, name),
     )
+    if CONFIG.database_url:
+        register_fleet_devices(CONFIG.database_url, namespace, name, fleet)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.status_interval)

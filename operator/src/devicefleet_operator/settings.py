@@ -38,3 +38,8 @@ class Settings(ServiceSettings, ObservabilitySettings):
         default_factory=list, description="Namespaces to watch (JSON list); empty = all"
     )
     standalone: bool = Field(False, description="Run without peering (one operator only)")
+    database_url: str = Field(
+        "",
+        description="Device registry (libpq URL) each fleet's devices are added to; "
+        "empty = registered elsewhere",
+    )

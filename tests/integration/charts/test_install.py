@@ -10,11 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from devicefleet_bootstrap.main import migrate
+from devicefleet_bootstrap.settings import Settings as BootstrapSettings
+from devicefleet_common.devices import fleet_device_ids
 from devicefleet_operator.constants import GROUP, PLURAL, VERSION
 from tests.integration.charts.conftest import KUBECONFIG, UMBRELLA, helm, kubectl
 from tests.integration.operator.conftest import KWOK_TOLERATION
@@ -141,7 +145,11 @@ def chart_operator(release: str, tmp_path_factory: pytest.TempPathFactory) -> It
     pod = deployment.spec.template.spec
     container = pod.containers[0]
     env = {e.name: e.value for e in container.env if e.value_from is None}
-    assert all(e.value_from is None for e in container.env), "the operator needs no Secrets"
+    from_secrets = {e.name: e.value_from.secret_key_ref for e in container.env if e.value_from}
+    # Only the registry's URL, from the release's database Secret (the kubelet reads it; the
+    # operator's own RBAC has no access to Secrets).
+    assert list(from_secrets) == ["OPERATOR_DATABASE_URL"]
+    assert from_secrets["OPERATOR_DATABASE_URL"].name == f"{release}-database"
     liveness = free_port()
     tmp = tmp_path_factory.mktemp("chart-operator")
     env |= {
@@ -149,8 +157,11 @@ def chart_operator(release: str, tmp_path_factory: pytest.TempPathFactory) -> It
         "OPERATOR_METRICS_HOST": "127.0.0.1",
         "OPERATOR_METRICS_PORT": str(free_port()),
         "OPERATOR_LIVENESS_PORT": str(liveness),
+        # The in-cluster URL names the release's PostgreSQL Service; use the local stack's.
+        "OPERATOR_DATABASE_URL": BootstrapSettings().database_url,
         "KUBECONFIG": str(service_account_kubeconfig(pod.service_account_name, tmp / "kc")),
     }
+    migrate(BootstrapSettings())
     process = ServiceProcess(
         "chart-operator",
         ["devicefleet-operator"],
@@ -171,6 +182,8 @@ def chart_operator(release: str, tmp_path_factory: pytest.TempPathFactory) -> It
         message="fleets deleted by the chart's operator",
     )
     process.stop()
+    with psycopg.connect(BootstrapSettings().database_url) as conn:
+        conn.execute("DELETE FROM device_parameters WHERE site = %s", (NAMESPACE,))
 
 
 def test_chart_operator_reconciles_an_example_fleet(release: str, chart_operator: Any) -> None:
@@ -211,3 +224,12 @@ def test_chart_operator_reconciles_an_example_fleet(release: str, chart_operator
     status = wait_for(reported, 60, message="fleet status with 2 ready replicas")
     assert status["observedGeneration"] == 1
     assert {c["type"] for c in status["conditions"]} >= {"Ready", "Progressing"}
+
+    # Its devices are in the registry under the ids the simulators will use.
+    with psycopg.connect(BootstrapSettings().database_url) as conn:
+        rows = conn.execute(
+            "SELECT device_id FROM device_parameters WHERE fleet = %s ORDER BY device_id",
+            (f"{NAMESPACE}.{name}",),
+        ).fetchall()
+    expected = fleet_device_ids("truck", f"{NAMESPACE}.{name}", 0, fleet["spec"]["devices"])
+    assert sorted(r[0] for r in rows) == sorted(expected)

@@ -97,14 +97,15 @@ def create_topics(settings: Settings) -> list[str]:
 
 
 def register_devices(
-    settings: Settings, profile: Profile, fleet: str, count: int, start: int = 0, site: str = "demo"
+    database_url: str, profile: Profile, fleet: str, count: int, start: int = 0, site: str = "demo"
 ) -> int:
+    """Upsert devices start..start+count-1 of a simulated fleet into the registry."""
     params = default_parameters(profile)
     rows: list[tuple[Any, ...]] = [
         (dev, profile, fleet, site, params.get("model"), orjson.dumps(params).decode())
         for dev in fleet_device_ids(profile, fleet, start, count)
     ]
-    with psycopg.connect(settings.database_url) as conn, conn.cursor() as cur:
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
         cur.executemany(
             """
             INSERT INTO device_parameters (device_id, profile, fleet, site, model, params)
@@ -144,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("topics", "all"):
             create_topics(settings)
         if args.command == "register":
-            register_devices(settings, args.profile, args.fleet, args.count, args.start, args.site)
+            register_devices(
+                settings.database_url, args.profile, args.fleet, args.count, args.start, args.site
+            )
     except (psycopg.Error, KafkaException) as exc:
         log.error("bootstrap failed", command=args.command, error=str(exc))
         return 1
