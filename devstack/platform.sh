@@ -12,8 +12,6 @@ source "$(dirname "$0")/lib.sh"
 
 VENV_BIN="$DEVSTACK_REPO/.venv/bin"
 SERVICES=(sink processor bridge ingest operator)
-OPERATOR_METRICS_PORT=18085
-OPERATOR_LIVENESS_PORT=18086
 # name profile transport devices status-port-offset
 SIMULATORS=(
   "sim-f2 f2 mqtt 20 0"
@@ -95,7 +93,8 @@ wait_for_rows() {
   die "no decoded rows from all three demo fleets within 60s; see $(log_file processor) and $(log_file sink)"
 }
 
-# Prometheus discovers the running simulators from this file (see components/prometheus.sh).
+# Prometheus discovers the running simulators from this file (see components/prometheus.sh),
+# job devicefleet-simulator, labelled like pods of the "devicefleet" namespace.
 write_scrape_targets() {
   local sd entries="" sim name profile offset
   sd="$(conf_dir prometheus)/sd"
@@ -104,7 +103,8 @@ write_scrape_targets() {
     read -r name profile _ _ offset <<<"$sim"
     is_running "$name" || continue
     entries+="${entries:+,}{\"targets\":[\"127.0.0.1:$((SIMULATOR_STATUS_PORT_BASE + offset))\"],"
-    entries+="\"labels\":{\"fleet\":\"demo-$profile\",\"profile\":\"$profile\"}}"
+    entries+="\"labels\":{\"namespace\":\"devicefleet\",\"pod\":\"$name\","
+    entries+="\"fleet\":\"demo-$profile\",\"profile\":\"$profile\"}}"
   done
   printf '[%s]\n' "$entries" >"$sd/simulators.json.tmp"
   mv "$sd/simulators.json.tmp" "$sd/simulators.json"

@@ -90,11 +90,18 @@ class Pipeline:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     env: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    @property
+    def namespace(self) -> str:
+        """The ``namespace`` label of this session's scrape targets (see scrape_target)."""
+        return f"devicefleet-test-{self.run_id}"
+
     def fleet(self, name: str) -> str:
         return f"{name}-{self.run_id}"
 
     def register(self, profile: Profile, fleet: str, count: int, start: int = 0) -> None:
-        register_devices(self.bootstrap_settings(), profile, fleet, count, start, site="test-site")
+        register_devices(
+            self.bootstrap_settings().database_url, profile, fleet, count, start, site="test-site"
+        )
 
     def bootstrap_settings(self) -> BootstrapSettings:
         return BootstrapSettings(
@@ -108,6 +115,16 @@ class Pipeline:
 
     def restart(self, name: str) -> ServiceProcess:
         return self.services[name].start()  # appends to the same log file
+
+
+def scrape_target(service: str, address: str, namespace: str, pod: str) -> dict[str, Any]:
+    """A file_sd entry for Prometheus' ``devicefleet-tests`` job, labelled like the target of
+    a ServiceMonitor in Kubernetes: ``job`` devicefleet-<service> (a target's own job label
+    wins over the job_name), ``namespace`` and ``pod``."""
+    return {
+        "targets": [address],
+        "labels": {"job": f"devicefleet-{service}", "namespace": namespace, "pod": pod},
+    }
 
 
 def _service_env(prefix: str, pipeline: Pipeline, **extra: str) -> dict[str, str]:
@@ -179,7 +196,7 @@ def pipeline(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         sd_file.write_text(
             json.dumps(
                 [
-                    {"targets": [url.split("/")[2]], "labels": {"service": name, "run": run_id}}
+                    scrape_target(name, url.split("/")[2], p.namespace, f"{name}-{run_id}")
                     for name, url in health.items()
                 ]
             )

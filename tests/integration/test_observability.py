@@ -59,13 +59,14 @@ def test_prometheus_scrapes_the_pipeline(pipeline: Pipeline) -> None:
         },
     )
     assert response.status_code == 200, response.text
-    run = pipeline.run_id
+    # Labelled like in Kubernetes (job from the ServiceMonitor, the session's namespace).
+    ns = f'namespace="{pipeline.namespace}"'
     for query in (
-        f'sum(up{{run="{run}"}})',
-        f'sum(ingest_messages_total{{run="{run}",outcome="accepted"}})',
-        f'sum(processor_messages_total{{run="{run}",outcome="decoded"}})',
-        f'sum(sink_rows_total{{run="{run}",outcome="inserted"}})',
-        f'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{run="{run}"}}[1m])))',
+        f'sum(up{{{ns},job=~"devicefleet-(ingest|bridge|processor|sink)"}})',
+        f'sum(ingest_messages_total{{{ns},job="devicefleet-ingest",outcome="accepted"}})',
+        f'sum(processor_messages_total{{{ns},job="devicefleet-processor",outcome="decoded"}})',
+        f'sum(sink_rows_total{{{ns},job="devicefleet-sink",outcome="inserted"}})',
+        f'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{ns},job="devicefleet-ingest"}}[1m])))',
     ):
         wait_for(
             lambda q=query: (prometheus_value(q) or 0) > 0,
@@ -73,4 +74,6 @@ def test_prometheus_scrapes_the_pipeline(pipeline: Pipeline) -> None:
             interval=1,
             message=f"Prometheus to return data for {query}",
         )
-    assert prometheus_value(f'sum(up{{run="{run}"}})') == 4
+    assert (
+        prometheus_value(f'sum(up{{{ns},job=~"devicefleet-(ingest|bridge|processor|sink)"}})') == 4
+    )
