@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 UV ?= uv
 
-.PHONY: help install up down status stack-up stack-down lint charts test test-unit test-integration demo-rows clean
+.PHONY: help install up down status stack-up stack-down lint charts tools test test-unit test-integration demo-rows clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -40,7 +40,10 @@ lint: install ## ruff + mypy
 charts: ## package chart dependencies and `helm lint --strict` every chart (needs stack-up's helm)
 	bash scripts/charts.sh all
 
-test: lint stack-up charts ## lint, then unit + integration tests against the local stack
+tools: ## build the checkers the deploy tests use (kind/BuildKit validator, skaffold schema)
+	bash devstack/tools/install.sh
+
+test: lint stack-up charts tools ## lint, then unit + integration tests against the local stack
 	$(UV) run pytest tests
 
 test-unit: install

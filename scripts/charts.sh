@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# scripts/charts.sh deps|lint|all - the Helm charts under charts/ with the pinned helm
-# (devstack/k8s/helm.sh; built by `make stack-up`).
+# scripts/charts.sh deps|lint|all - the Helm charts under charts/, with the local stack's
+# pinned helm (devstack/k8s/helm.sh, built by `make stack-up`) when it exists, else the
+# `helm` on PATH (kind users; skaffold.yaml runs `deps` before deploying).
 #   deps  package each chart's sibling dependencies into its charts/ (helm dependency update),
 #         library first, umbrella last
 #   lint  helm lint --strict every chart (the umbrella also with values-kind.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-helm() { bash devstack/k8s/helm.sh "$@"; }
+if bash devstack/k8s/helm.sh version >/dev/null 2>&1; then
+  helm() { bash devstack/k8s/helm.sh "$@"; }
+fi
 
 COMPONENTS=(operator ingest bridge processor sink simulator monitoring)
 

@@ -49,7 +49,9 @@ imagePullSecrets:
 {{/*
 A Deployment of one DeviceFleet service. Arguments (dict):
   ctx      the chart's root context
-  args     container args (the image's entrypoint is the service's console script)
+  command  optional container command (default: the image's entrypoint, the service's
+           console script; the bridge runs devicefleet-bridge from the ingest image)
+  args     container args
   env      rendered env list (YAML string)
   ports    list of {name, containerPort}
   probes   rendered liveness/readiness probes (YAML string)
@@ -97,6 +99,10 @@ spec:
         - name: {{ $values.component }}
           image: {{ include "devicefleet.image" (dict "image" $values.image "global" $values.global "appVersion" $ctx.Chart.AppVersion) | quote }}
           imagePullPolicy: {{ $values.image.pullPolicy }}
+          {{- with .command }}
+          command:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
           {{- with .args }}
           args:
             {{- toYaml . | nindent 12 }}

@@ -104,6 +104,21 @@ def test_every_pod_is_hardened() -> None:
         assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == "devicefleet"
 
 
+def test_each_service_runs_its_own_program() -> None:
+    """Images' entrypoints are their console scripts; the bridge shares the ingest image."""
+    containers = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["spec"]["containers"][0]
+        for doc in render("devicefleet")
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"].startswith("devicefleet-")
+    }
+    assert containers["devicefleet-bridge"]["command"] == ["devicefleet-bridge"]
+    assert containers["devicefleet-bridge"]["image"] == containers["devicefleet-ingest"]["image"]
+    for name in ("ingest", "processor", "sink", "operator"):
+        container = containers[f"devicefleet-{name}"]
+        assert "command" not in container, name
+        assert container["image"] == f"devicefleet/{name}:0.1.0"
+
+
 def test_services_get_credentials_from_the_secret_only() -> None:
     docs = render("devicefleet", "--set", "postgresql.auth.password=not-in-env")
     for name, template in pod_specs(docs):
