@@ -70,14 +70,26 @@ def consumer_config(
     return config
 
 
+# Partitions whose lag this process exports (one consumer per process).
+_lag_series: set[tuple[str, str]] = set()
+
+
 def publish_consumer_lag(stats_json: str) -> None:
-    """librdkafka statistics callback: export per-partition consumer lag."""
+    """librdkafka statistics callback: export per-partition consumer lag. Partitions no longer
+    reported with a lag (revoked in a rebalance) lose their series, so a stale value cannot
+    keep a lag alert firing for a partition another replica now consumes."""
     stats = orjson.loads(stats_json)
+    current: set[tuple[str, str]] = set()
     for topic, tstats in stats.get("topics", {}).items():
         for partition, pstats in tstats.get("partitions", {}).items():
             lag = pstats.get("consumer_lag", -1)
             if partition != "-1" and lag >= 0:
                 CONSUMER_LAG.labels(topic, partition).set(lag)
+                current.add((topic, partition))
+    for gone in _lag_series - current:
+        CONSUMER_LAG.remove(*gone)
+    _lag_series.clear()
+    _lag_series.update(current)
 
 
 def message_headers(msg: Message) -> KafkaHeaderList:
