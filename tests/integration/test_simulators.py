@@ -3,6 +3,8 @@ acknowledged is exactly what the database holds, with seed 002's faults switched
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import psycopg
 import pytest
 
 from devicefleet_common.schemas import Profile
+from devicefleet_simulator.mqtt_transport import MqttTransport
 from tests.integration.conftest import MQTT_PORT, Pipeline, dead_letters, json_lines
 from tests.support import ServiceProcess, free_port, wait_for
 
@@ -204,3 +207,25 @@ def test_breaker_opens_while_ingest_is_down_and_buffered_messages_arrive_once(
         60,
         message=f"all {len(good)} acknowledged messages, once each",
     )
+
+
+async def test_mqtt_transport_connects_before_the_devices_start() -> None:
+    """Publishing before the first CONNACK counted as failures and, on a loaded machine, opened
+    the breaker at start-up; start() now waits for the connection."""
+    transport = MqttTransport("127.0.0.1", int(MQTT_PORT), 30, f"t-{uuid.uuid4().hex}", 10.0)
+    await transport.start()
+    try:
+        assert transport.ready
+    finally:
+        await transport.close()
+
+
+async def test_mqtt_transport_start_is_bounded_when_the_broker_is_away() -> None:
+    transport = MqttTransport("127.0.0.1", free_port(), 30, f"t-{uuid.uuid4().hex}", 0.5)
+    started = time.monotonic()
+    await transport.start()
+    try:
+        assert not transport.ready
+        assert time.monotonic() - started < 5
+    finally:
+        await transport.close()

@@ -13,9 +13,7 @@ panel's ``$namespace`` becomes this session's namespace.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,11 +35,10 @@ from tests.integration.conftest import (
     Pipeline,
     scrape_target,
 )
+from tests.integration.operator.conftest import KUBECONFIG, STATE, kubectl
 from tests.support import REPO, ServiceProcess, free_port, wait_for
 
 CHART = REPO / "charts" / "devicefleet-monitoring"
-STATE = Path(os.environ.get("DEVSTACK_STATE", Path.home() / ".local/state/devicefleet"))
-KUBECONFIG = str(STATE / "kubeconfig")
 # Where devstack/components/prometheus.sh copies the chart's rule files.
 LOADED_RULES = STATE / "conf/prometheus/rules/chart"
 JOBS = {
@@ -158,19 +155,13 @@ def simulator(
         "SIMULATOR_SHUTDOWN_TIMEOUT": "1",
     } | {f"SIMULATOR_{k.upper()}": str(v) for k, v in settings.items()}
     return ServiceProcess(
-        name, ["devicefleet-simulator"], env, pipeline.log_dir, f"http://127.0.0.1:{port}/health"
+        # Own log names: test_simulators.py runs "sim-*" processes in the same log directory.
+        f"dash-{name}",
+        ["devicefleet-simulator"],
+        env,
+        pipeline.log_dir,
+        f"http://127.0.0.1:{port}/health",
     )
-
-
-def kubectl(*args: str) -> None:
-    result = subprocess.run(
-        ["bash", str(REPO / "devstack/k8s/kubectl.sh"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "KUBECONFIG": KUBECONFIG},
-    )
-    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
 
 
 def connect_kubernetes() -> None:

@@ -62,15 +62,25 @@ class MqttTransport:
         self._pending: dict[int, asyncio.Future[int]] = {}
         self._early: dict[int, int] = {}  # PUBACK arrived before send() registered the mid
         self._abandoned: set[int] = set()  # timed out: a late PUBACK must not resolve anything
+        self._connected = threading.Event()  # set by the first successful CONNACK
 
     @property
     def ready(self) -> bool:
         return self._client.is_connected()
 
     async def start(self) -> None:
+        """Connect before the devices start: publishing before the first CONNACK would count
+        as failures and could open the breaker at start-up on a slow machine. A broker that
+        stays away longer is an outage like any other (retries, breaker, buffer)."""
         self._loop = asyncio.get_running_loop()
         self._client.connect_async(self._host, self._port, self._keepalive)
         self._client.loop_start()
+        if not await asyncio.to_thread(self._connected.wait, self._timeout):
+            log.warning(
+                "mqtt not connected yet, starting anyway",
+                broker=f"{self._host}:{self._port}",
+                waited_s=self._timeout,
+            )
 
     async def send(self, message: OutgoingMessage) -> Ack:
         if self._loop is None or not self._client.is_connected():
@@ -114,6 +124,8 @@ class MqttTransport:
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any = None
     ) -> None:
         level = log.info if not reason.is_failure else log.warning
+        if not reason.is_failure:
+            self._connected.set()
         level(
             "mqtt connected" if not reason.is_failure else "mqtt connect refused",
             broker=f"{self._host}:{self._port}",
