@@ -98,6 +98,35 @@ class Pipeline:
     def fleet(self, name: str) -> str:
         return f"{name}-{self.run_id}"
 
+    def simulator(
+        self,
+        name: str,
+        profile: Profile,
+        transport: str,
+        fleet: str,
+        ingest_url: str | None = None,
+        **settings: Any,
+    ) -> ServiceProcess:
+        """A simulator process publishing into this session's pipeline (not started yet);
+        ``settings`` are simulator settings (``drop_rate=0`` -> ``SIMULATOR_DROP_RATE=0``)."""
+        port = free_port()
+        env = {
+            "SIMULATOR_FLEET": fleet,
+            "SIMULATOR_PROFILE": profile,
+            "SIMULATOR_TRANSPORT": transport,
+            "SIMULATOR_MQTT_PORT": str(MQTT_PORT),
+            "SIMULATOR_INGEST_URL": ingest_url or self.ingest_url,
+            "SIMULATOR_STATUS_PORT": str(port),
+            "SIMULATOR_LOG_LEVEL": "INFO",
+        } | {f"SIMULATOR_{k.upper()}": str(v) for k, v in settings.items()}
+        return ServiceProcess(
+            name,
+            ["devicefleet-simulator"],
+            env,
+            self.log_dir,
+            health_url=f"http://127.0.0.1:{port}/health",
+        )
+
     def register(self, profile: Profile, fleet: str, count: int, start: int = 0) -> None:
         register_devices(
             self.bootstrap_settings().database_url, profile, fleet, count, start, site="test-site"

@@ -28,24 +28,8 @@ def simulator(
     ingest_url: str | None = None,
     **settings: Any,
 ) -> ServiceProcess:
-    port = free_port()
-    env = {
-        "SIMULATOR_FLEET": fleet,
-        "SIMULATOR_PROFILE": profile,
-        "SIMULATOR_TRANSPORT": transport,
-        "SIMULATOR_MQTT_PORT": str(MQTT_PORT),
-        "SIMULATOR_INGEST_URL": ingest_url or pipeline.ingest_url,
-        "SIMULATOR_STATUS_PORT": str(port),
-        "SIMULATOR_LEDGER_PATH": str(ledger),
-        "SIMULATOR_SEED": "7",
-        "SIMULATOR_LOG_LEVEL": "INFO",
-    } | {f"SIMULATOR_{k.upper()}": str(v) for k, v in settings.items()}
-    return ServiceProcess(
-        name,
-        ["devicefleet-simulator"],
-        env,
-        pipeline.log_dir,
-        health_url=f"http://127.0.0.1:{port}/health",
+    return pipeline.simulator(
+        name, profile, transport, fleet, ingest_url, ledger_path=ledger, seed=7, **settings
     )
 
 

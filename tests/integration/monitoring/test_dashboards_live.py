@@ -29,7 +29,6 @@ from kubernetes.client.exceptions import ApiException
 from devicefleet_common.schemas import Profile
 from devicefleet_operator.constants import GROUP, PLURAL, VERSION
 from tests.integration.conftest import (
-    MQTT_PORT,
     PROMETHEUS_SD_DIR,
     PROMETHEUS_URL,
     Pipeline,
@@ -139,28 +138,21 @@ def simulator(
     ingest_url: str | None = None,
     **settings: Any,
 ) -> ServiceProcess:
-    port = free_port()
-    env = {
-        "SIMULATOR_FLEET": pipeline.fleet(f"dash-{profile}"),
-        "SIMULATOR_PROFILE": profile,
-        "SIMULATOR_TRANSPORT": transport,
-        "SIMULATOR_MQTT_PORT": str(MQTT_PORT),
-        "SIMULATOR_INGEST_URL": ingest_url or pipeline.ingest_url,
-        "SIMULATOR_STATUS_PORT": str(port),
-        "SIMULATOR_SEED": "11",
-        "SIMULATOR_LOG_LEVEL": "INFO",
-        "SIMULATOR_DEVICE_COUNT": "3",
-        "SIMULATOR_PUBLISH_INTERVAL": "0.5",
-        "SIMULATOR_MAX_JITTER": "0.2",
-        "SIMULATOR_SHUTDOWN_TIMEOUT": "1",
-    } | {f"SIMULATOR_{k.upper()}": str(v) for k, v in settings.items()}
-    return ServiceProcess(
+    defaults: dict[str, Any] = {
+        "seed": 11,
+        "device_count": 3,
+        "publish_interval": 0.5,
+        "max_jitter": 0.2,
+        "shutdown_timeout": 1,
+    }
+    return pipeline.simulator(
         # Own log names: test_simulators.py runs "sim-*" processes in the same log directory.
         f"dash-{name}",
-        ["devicefleet-simulator"],
-        env,
-        pipeline.log_dir,
-        f"http://127.0.0.1:{port}/health",
+        profile,
+        transport,
+        pipeline.fleet(f"dash-{profile}"),
+        ingest_url,
+        **(defaults | settings),
     )
 
 
