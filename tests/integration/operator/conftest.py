@@ -117,6 +117,9 @@ def namespace(cluster: client.ApiClient, operator: ServiceProcess) -> Iterator[s
     api = client.CustomObjectsApi()
     for item in api.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
         api.delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, item["metadata"]["name"])
+    # Pods without a grace period: the namespace controller otherwise requeues the namespace
+    # after each pod's grace period, and a busy CI machine saw a deletion exceed two minutes.
+    core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
     core.delete_namespace(name)
 
     # Wait until it is gone: kopf holds every handler until all its per-namespace watch
@@ -129,7 +132,7 @@ def namespace(cluster: client.ApiClient, operator: ServiceProcess) -> Iterator[s
             return exc.status == 404
         return False
 
-    wait_for(gone, 120, interval=0.5, message=f"namespace {name} to be deleted")
+    wait_for(gone, 180, interval=0.5, message=f"namespace {name} to be deleted")
 
 
 def fleet_body(name: str, **spec: Any) -> dict[str, Any]:
