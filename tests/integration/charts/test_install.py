@@ -21,7 +21,7 @@ from devicefleet_bootstrap.settings import Settings as BootstrapSettings
 from devicefleet_common.devices import fleet_device_ids
 from devicefleet_operator.constants import GROUP, PLURAL, VERSION
 from tests.integration.charts.conftest import KUBECONFIG, UMBRELLA, helm, kubectl
-from tests.integration.operator.conftest import KWOK_TOLERATION
+from tests.integration.operator.conftest import KWOK_TOLERATION, delete_namespace
 from tests.support import REPO, ServiceProcess, free_port, wait_for
 
 pytestmark = pytest.mark.usefixtures("charts_packaged")
@@ -65,16 +65,7 @@ def release(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             )
             api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
         helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
-        core.delete_namespace(NAMESPACE)
-
-        def gone() -> bool:
-            try:
-                core.read_namespace(NAMESPACE)
-            except ApiException as exc:
-                return exc.status == 404
-            return False
-
-        wait_for(gone, 120, interval=0.5, message=f"namespace {NAMESPACE} to be deleted")
+        delete_namespace(NAMESPACE)
 
 
 def test_release_is_deployed_with_every_component(release: str) -> None:

@@ -34,7 +34,7 @@ from tests.integration.conftest import (
     Pipeline,
     scrape_target,
 )
-from tests.integration.operator.conftest import KUBECONFIG, STATE, kubectl
+from tests.integration.operator.conftest import KUBECONFIG, STATE, fleet_body, kubectl
 from tests.support import REPO, ServiceProcess, free_port, wait_for
 
 CHART = REPO / "charts" / "devicefleet-monitoring"
@@ -253,12 +253,7 @@ def monitored(pipeline: Pipeline) -> Iterator[Pipeline]:
             VERSION,
             namespace,
             PLURAL,
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "DeviceFleet",
-                "metadata": {"name": fleet},
-                "spec": {"profile": "generic", "devices": 2, "devicesPerPod": 1},
-            },
+            fleet_body(fleet, profile="generic", devices=2, devicesPerPod=1),
         )
         targets = [
             scrape_target(

@@ -117,14 +117,20 @@ def namespace(cluster: client.ApiClient, operator: ServiceProcess) -> Iterator[s
     api = client.CustomObjectsApi()
     for item in api.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
         api.delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, item["metadata"]["name"])
+    delete_namespace(name)
+
+
+def delete_namespace(name: str, timeout: float = 180) -> None:
+    """Delete a test namespace and wait until it is gone: kopf holds every handler until all
+    its per-namespace watch streams have listed, and a namespace still terminating when the
+    operator (re)starts can keep that from ever happening (seen with the kill-mid-reconcile
+    test)."""
+    core = client.CoreV1Api()
     # Pods without a grace period: the namespace controller otherwise requeues the namespace
     # after each pod's grace period, and a busy CI machine saw a deletion exceed two minutes.
     core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
     core.delete_namespace(name)
 
-    # Wait until it is gone: kopf holds every handler until all its per-namespace watch
-    # streams have listed, and a namespace still terminating when the operator (re)starts
-    # can keep that from ever happening (seen with the kill-mid-reconcile test).
     def gone() -> bool:
         try:
             core.read_namespace(name)
@@ -132,7 +138,7 @@ def namespace(cluster: client.ApiClient, operator: ServiceProcess) -> Iterator[s
             return exc.status == 404
         return False
 
-    wait_for(gone, 180, interval=0.5, message=f"namespace {name} to be deleted")
+    wait_for(gone, timeout, interval=0.5, message=f"namespace {name} to be deleted")
 
 
 def fleet_body(name: str, **spec: Any) -> dict[str, Any]:
