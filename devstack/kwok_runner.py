@@ -3,8 +3,9 @@
 kwok fakes pods: they are Running with an IP in 127.128.0.0/16, but no container runs. This
 runner starts a real ``devicefleet-simulator`` process for every such pod, with the pod's own
 environment (downward-API references resolved from the pod), serving /status on the pod's IP,
-so the operator, Prometheus and the pipeline see real publishers. It registers the pod's
-devices in the device registry first, and stops the process when the pod goes away.
+so the operator, Prometheus and the pipeline see real publishers, and stops the process when
+the pod goes away. The devices are registered by the operator (OPERATOR_DATABASE_URL), as in a
+cluster.
 
     uv run python devstack/kwok_runner.py        (started by `make up`)
 """
@@ -55,28 +56,6 @@ def pod_environment(pod: Any) -> dict[str, str]:
     return env
 
 
-def register_devices(env: dict[str, str]) -> None:
-    per_pod = int(env["SIMULATOR_DEVICE_COUNT"])
-    start = int(env.get("SIMULATOR_POD_INDEX") or 0) * per_pod
-    count = min(per_pod, int(env.get("SIMULATOR_FLEET_DEVICES") or per_pod) - start)
-    subprocess.run(  # noqa: S603 - argument list, no shell; values are pod spec fields
-        [
-            str(VENV_BIN / "devicefleet-bootstrap"),
-            "register",
-            "--profile",
-            env["SIMULATOR_PROFILE"],
-            "--fleet",
-            env["SIMULATOR_FLEET"],
-            "--start",
-            str(start),
-            "--count",
-            str(count),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-
-
 class Runner:
     def __init__(self) -> None:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -105,7 +84,6 @@ class Runner:
             if uid in self.processes and self.processes[uid].poll() is None:
                 continue
             env = pod_environment(pod)
-            register_devices(env)
             LOGS.mkdir(parents=True, exist_ok=True)
             log = (LOGS / f"{pod.metadata.namespace}_{pod.metadata.name}.log").open("ab")
             self.processes[uid] = subprocess.Popen(  # noqa: S603 - fixed program, no shell

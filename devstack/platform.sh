@@ -39,6 +39,8 @@ export OPERATOR_MQTT_HOST=127.0.0.1 OPERATOR_MQTT_PORT="$MQTT_PORT"
 export OPERATOR_INGEST_URL="http://127.0.0.1:$INGEST_PORT"
 export OPERATOR_NODE_SELECTOR='{"type":"kwok"}'
 export OPERATOR_TOLERATIONS='[{"key":"kwok.x-k8s.io/node","operator":"Exists","effect":"NoSchedule"}]'
+# The operator registers each fleet's devices, as the chart's operator does in a cluster.
+export OPERATOR_DATABASE_URL="postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DATABASE"
 
 bootstrap() {
   "$VENV_BIN/devicefleet-bootstrap" all
