@@ -1,11 +1,12 @@
-# DeviceFleet developer entry points. `make up` runs the platform locally with demo
-# fleets; `make test` runs every test tier against the local stack (it starts it).
+# DeviceFleet developer entry points. `make up` runs the platform locally: in pods on the
+# local stack's real node (as root), else as processes with demo fleets; `make test` runs
+# every test tier against the local stack (it starts it).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 UV ?= uv
 
-.PHONY: help install up down status stack-up stack-down lint charts tools test test-unit test-integration demo-rows clean
+.PHONY: help install up up-processes down status stack-up stack-down images lint charts tools test test-unit test-integration demo-rows clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -14,23 +15,33 @@ install: ## install uv (if missing) and the locked Python environment
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
 	$(UV) sync --frozen
 
-up: install stack-up ## start brokers + DB, the pipeline services and demo simulators; show data
+up: install stack-up ## the platform in pods (helm install + an example fleet) and where to look
+	@source devstack/lib.sh && if node_enabled; then bash devstack/cluster.sh up; \
+	else echo "no real node (not root or DEVSTACK_NODE=off): running the platform as processes"; \
+	$(MAKE) --no-print-directory up-processes; fi
+
+up-processes: install stack-up ## the pipeline services and demo simulators as local processes
 	bash devstack/platform.sh up
 	@$(MAKE) --no-print-directory demo-rows
 
-down: ## stop simulators, services and the stack (data is kept)
+down: ## stop simulators, services, pods and the stack (data is kept)
 	-bash devstack/platform.sh down
 	bash devstack/down.sh
 
 status: ## what is running, where its log is
 	@bash devstack/status.sh
 	@bash devstack/platform.sh status
+	@source devstack/lib.sh && if node_enabled; then bash devstack/cluster.sh status; fi
 
 stack-up: ## only the brokers and the database (Kafka, Mosquitto, PostgreSQL, Prometheus)
 	bash devstack/up.sh
 
 stack-down:
 	bash devstack/down.sh
+
+images: ## build the images without Docker and import them into the real node (needs stack-up)
+	@source devstack/lib.sh && if node_enabled; then bash devstack/images/build.sh all; \
+	else echo "no real node (not root or DEVSTACK_NODE=off): images not needed"; fi
 
 lint: install ## ruff + mypy
 	$(UV) run ruff check services operator tests scripts devstack bench
@@ -43,13 +54,13 @@ charts: ## package chart dependencies and `helm lint --strict` every chart (need
 tools: ## build the checkers the deploy tests use (kind/BuildKit validator, skaffold schema)
 	bash devstack/tools/install.sh
 
-test: lint stack-up charts tools ## lint, then unit + integration tests against the local stack
+test: lint stack-up charts tools images ## lint, then unit + integration tests against the local stack
 	$(UV) run pytest tests
 
 test-unit: install
 	$(UV) run pytest tests/unit
 
-test-integration: install stack-up charts
+test-integration: install stack-up charts images
 	$(UV) run pytest tests/integration
 
 demo-rows: ## decoded rows of the demo fleets in the last minute, per fleet

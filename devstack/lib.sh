@@ -62,6 +62,21 @@ die() {
   exit 1
 }
 
+# node_enabled: whether the stack includes the real node (containerd, kubelet, kube-proxy:
+# pods that really run, see k8s/node.sh). DEVSTACK_NODE=on|off|auto (default auto: on when
+# running as root, which the node needs for network namespaces, iptables and cgroups).
+node_enabled() {
+  case "${DEVSTACK_NODE:-auto}" in
+    on) return 0 ;;
+    off) return 1 ;;
+    auto) [[ "$(id -u)" -eq 0 ]] ;;
+    *) die "DEVSTACK_NODE must be on, off or auto (got '$DEVSTACK_NODE')" ;;
+  esac
+}
+if node_enabled; then
+  DEVSTACK_COMPONENTS+=(containerd kubelet kube-proxy)
+fi
+
 # --------------------------------------------------------------------------
 # ports.env
 # --------------------------------------------------------------------------

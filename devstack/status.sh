@@ -43,6 +43,9 @@ for c in "${SELECTED[@]}"; do
   # shellcheck disable=SC2059
   printf "$fmt" "$c" "$state" "$pid" "$("${f}_address")" "$(log_file "$c")"
 done
+if node_enabled; then
+  node_diagnose
+fi
 for n in "${notes[@]}"; do
   printf 'note: %s\n' "$n"
 done

@@ -27,6 +27,13 @@ PORT: Schema = {"type": "integer", "minimum": 1, "maximum": 65535}
 LABELS: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
 DURATION: Schema = {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}
 DNS_NAME: Schema = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
+# A namespace name, a glob of them (team-*), or either negated (!kube-*): what kopf's
+# --namespace accepts, and the operator passes through.
+NAMESPACE_PATTERN: Schema = {
+    "type": "string",
+    "pattern": "^!?[a-z0-9*?]([-a-z0-9*?]*[a-z0-9*?])?$",
+    "maxLength": 64,
+}
 
 
 def obj(properties: dict[str, Schema], required: list[str] | None = None, **extra: Any) -> Schema:
@@ -165,7 +172,7 @@ def schemas() -> dict[str, Schema]:
             WORKLOAD
             | {
                 "replicaCount": SINGLE_REPLICA,
-                "watchNamespaces": {"type": "array", "items": DNS_NAME},
+                "watchNamespaces": {"type": "array", "items": NAMESPACE_PATTERN},
                 "metricsPort": PORT,
                 "livenessPort": PORT,
                 "simulator": obj(

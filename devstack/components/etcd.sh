@@ -33,7 +33,15 @@ etcd_install() {
 etcd_start() {
   local data
   data="$(data_dir etcd)"
+  # Services keep the ClusterIPs they were given: a cluster made with another service range
+  # (this stack used 127.96.0.0/24 before it had a real node) cannot be moved, so it is
+  # started afresh.
+  if [[ -d "$data/member" && "$(cat "$data/.service-cidr" 2>/dev/null)" != "$KUBE_SERVICE_CIDR" ]]; then
+    warn "etcd: the cluster was made with another service range; starting with an empty cluster"
+    rm -rf "$data"
+  fi
   mkdir -p "$data"
+  printf '%s\n' "$KUBE_SERVICE_CIDR" >"$data/.service-cidr"
   chmod 700 "$data"
   k8s_ensure_pki
   # Peer URL is plain http on loopback: a single member never talks to peers.

@@ -8,6 +8,8 @@
 
 # shellcheck source=SCRIPTDIR/../k8s/lib.sh
 source "$DEVSTACK_DIR/k8s/lib.sh"
+# shellcheck source=SCRIPTDIR/../k8s/node.sh
+source "$DEVSTACK_DIR/k8s/node.sh"
 
 kube_apiserver_ports() { echo "$KUBE_APISERVER_PORT"; }
 kube_apiserver_address() { echo "https://127.0.0.1:$KUBE_APISERVER_PORT"; }
@@ -26,18 +28,29 @@ kube_apiserver_install() {
 }
 
 kube_apiserver_start() {
+  local net=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none)
   k8s_ensure_pki
   k8s_ensure_kubeconfigs
   k8s_require etcd
-  # Admission plugins: the release's default set. Loopback only: the
-  # service range is an allocation range (k8s/ports.env). Endpoint
-  # validation rejects loopback IPs, so the "kubernetes" service cannot get
-  # 127.0.0.1 as its endpoint (the default lease reconciler would log
-  # "may not be in the loopback range" every 10s): reconciler off, the
-  # service keeps no endpoints (nothing in-cluster could reach it anyway).
+  # Admission plugins: the release's default set plus NodeRestriction (kubelet may only touch
+  # its own Node and pods).
+  # Without the real node everything is loopback: the "kubernetes" service cannot get
+  # 127.0.0.1 as its endpoint (endpoint validation rejects loopback; the lease reconciler
+  # would log that every 10 s), so the reconciler is off and the service has no endpoints.
+  # With the real node, pods reach the apiserver at NODE_IP through that service: it listens
+  # on all addresses, and node_network_ensure first closes the port to everything but lo and
+  # the pod bridge.
+  if node_enabled; then
+    node_network_ensure
+    net=(--bind-address=0.0.0.0 --advertise-address="$NODE_IP" --endpoint-reconciler-type=lease)
+  fi
   start_process kube-apiserver "$(log_file kube-apiserver)" "$K8S_BIN_DIR/kube-apiserver" \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
+    "${net[@]}" \
+    --enable-admission-plugins=NodeRestriction \
+    --kubelet-client-certificate="$K8S_PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$K8S_PKI/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$K8S_PKI/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP \
     --secure-port="$KUBE_APISERVER_PORT" \
     --etcd-servers="https://127.0.0.1:$ETCD_CLIENT_PORT" \
     --etcd-cafile="$K8S_PKI/etcd/ca.crt" \
@@ -49,7 +62,6 @@ kube_apiserver_start() {
     --authorization-mode=Node,RBAC \
     --allow-privileged=true \
     --service-cluster-ip-range="$KUBE_SERVICE_CIDR" \
-    --endpoint-reconciler-type=none \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$K8S_PKI/sa.pub" \
     --service-account-signing-key-file="$K8S_PKI/sa.key" \

@@ -61,7 +61,7 @@ unset _k8s_main_keys
   K8S_PKI="$DEVSTACK_STATE/pki"
   KUBECONFIG_ADMIN="$DEVSTACK_STATE/kubeconfig"
   # The binaries that k8s_build_kubernetes builds in one `go build`.
-  K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 }
 
 # --------------------------------------------------------------------------

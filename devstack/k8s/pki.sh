@@ -16,6 +16,8 @@
 #   sa.{key,pub}              service-account token signing key pair
 #   apiserver, admin, kube-controller-manager, kube-scheduler .{crt,key}
 #                             (the last two: client certs; *-server: serving)
+#   kubelet, kubelet-server, kube-proxy, apiserver-kubelet-client .{crt,key}
+#                             the real node's identities (see k8s/node.sh)
 
 K8S_CERT_DAYS=3650
 
@@ -89,7 +91,7 @@ k8s_ensure_pki() {
   _pki_ca front-proxy-ca devicefleet-front-proxy-ca
   _pki_ca etcd/ca devicefleet-etcd-ca
   _pki_cert apiserver ca /CN=kube-apiserver serverAuth \
-    "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$(k8s_service_ip)"
+    "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$(k8s_service_ip),IP:$NODE_IP"
   _pki_cert admin ca "/O=system:masters/CN=devicefleet-admin" clientAuth
   _pki_cert kube-controller-manager ca /CN=system:kube-controller-manager clientAuth
   _pki_cert kube-scheduler ca /CN=system:kube-scheduler clientAuth
@@ -100,6 +102,13 @@ k8s_ensure_pki() {
   _pki_cert front-proxy-client front-proxy-ca /CN=front-proxy-client clientAuth
   _pki_cert etcd/server etcd/ca /CN=etcd-server serverAuth,clientAuth "DNS:localhost,IP:127.0.0.1"
   _pki_cert apiserver-etcd-client etcd/ca /CN=kube-apiserver-etcd-client clientAuth
+  # The real node: the apiserver's client cert for kubelet (logs, exec, port-forward), kubelet's
+  # serving cert (on NODE_IP) and its node identity (the Node authorizer and NodeRestriction
+  # limit it to its own node and pods), kube-proxy's identity (bound to system:node-proxier).
+  _pki_cert apiserver-kubelet-client ca "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
+  _pki_cert kubelet-server ca "/CN=$NODE_NAME" serverAuth "DNS:$NODE_NAME,IP:$NODE_IP"
+  _pki_cert kubelet ca "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
+  _pki_cert kube-proxy ca /CN=system:kube-proxy clientAuth
   # Service-account tokens: RSA (what every consumer of the JWKS accepts).
   if [[ ! -s "$K8S_PKI/sa.key" || ! -s "$K8S_PKI/sa.pub" ]]; then
     log "pki: creating service-account signing key pair"
@@ -146,5 +155,8 @@ k8s_ensure_kubeconfigs() {
     mkdir -p "$(conf_dir kube-controller-manager)" "$(conf_dir kube-scheduler)"
     _kubeconfig "$(conf_dir kube-controller-manager)/kubeconfig" kube-controller-manager
     _kubeconfig "$(conf_dir kube-scheduler)/kubeconfig" kube-scheduler
+    mkdir -p "$(conf_dir kubelet)" "$(conf_dir kube-proxy)"
+    _kubeconfig "$(conf_dir kubelet)/kubeconfig" kubelet
+    _kubeconfig "$(conf_dir kube-proxy)/kubeconfig" kube-proxy
   )
 }

@@ -155,10 +155,16 @@ def test_builder_installs_the_member_from_the_lockfile(
     # uv reads the whole workspace: every member's pyproject.toml must be there.
     for workspace_member in workspace_members():
         assert f"{workspace_member}/pyproject.toml" in copied, workspace_member
-    # The member's code and the shared kernel it depends on, nothing else.
+    # The member's code and the workspace members it depends on (the shared kernel; the
+    # operator also the bootstrap package it registers devices with), nothing else. A missing
+    # one would build fine and fail at import time in the pod.
+    paths = {pyproject(m)["project"]["name"]: m for m in workspace_members()}
+    sources = pyproject(member).get("tool", {}).get("uv", {}).get("sources", {})
+    workspace_deps = {paths[name] for name, source in sources.items() if source.get("workspace")}
+    assert "services/common" in workspace_deps
     assert {src for src in copied if src.endswith("/src")} == {
         f"{member}/src",
-        "services/common/src",
+        *(f"{dep}/src" for dep in workspace_deps),
     }
     env = {k: v for e in instructions(builder, "ENV") for k, v in e["values"].items()}
     assert env["UV_COMPILE_BYTECODE"] == "1"
@@ -188,6 +194,11 @@ def test_runtime_is_the_venv_as_a_numeric_non_root_user(
     user = users[-1]["user"]
     assert re.fullmatch(r"\d+(:\d+)?", user), f"USER must be numeric uid[:gid], got {user}"
     assert all(int(part) != 0 for part in user.split(":")), user
+    # ... with a passwd entry: getpass.getuser() (kopf, yoyo) fails for an unknown uid, as
+    # the first run in real pods showed.
+    runs = [" ".join(r["args"]) for r in instructions(runtime, "RUN")]
+    uid = user.split(":")[0]
+    assert any(re.search(rf"\buseradd\b.*--uid {uid}\b", run) for run in runs), runs
     env = {k: v for e in instructions(runtime, "ENV") for k, v in e["values"].items()}
     assert env["PATH"].startswith("/app/.venv/bin:")
     assert env["PYTHONUNBUFFERED"] == "1"

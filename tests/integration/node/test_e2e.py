@@ -1,0 +1,279 @@
+"""End to end through Kubernetes on the real node: `helm install` of the umbrella chart (every
+component and the quickstart Kafka, Mosquitto and PostgreSQL in pods of the locally built
+images), fleets of every profile over MQTT and HTTP, rows in the database; then an ingest
+outage that opens the HTTP fleets' breakers in `kubectl get devicefleet`, and a recovery after
+which every buffered message is stored exactly once."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+from kubernetes import client
+
+from devicefleet_operator.builders import fleet_id
+from devicefleet_operator.constants import GROUP, PLURAL, STATUS_PORT, VERSION
+from tests.integration.node.conftest import REAL_NODE, VALUES_LOCAL, helm, kubectl, pod_ips
+from tests.integration.operator.conftest import create_fleet, delete_namespace, get_fleet
+from tests.support import REPO, wait_for
+
+# Setup (helm install --wait of the whole platform) counts toward the first test's timeout.
+pytestmark = pytest.mark.timeout(900)
+
+RUN = uuid.uuid4().hex[:6]
+RELEASE = "e2e"
+# devicefleet-test-*: outside what the `make up` release's operator watches.
+NAMESPACE = f"devicefleet-test-e2e-{RUN}"
+UMBRELLA = REPO / "charts" / "devicefleet"
+
+# Fast breakers so an outage shows within seconds: 3 failed attempts open it, probe after 5 s.
+RESILIENCE = {
+    "retry": {"maxAttempts": 2, "base": "200ms", "max": "1s"},
+    "circuitBreaker": {"failMax": 3, "resetTimeout": "5s"},
+    "bufferSize": 10000,
+}
+# name: (profile, transport, devices, devicesPerPod)
+FLEETS = {
+    "trucks": ("truck", "http", 6, 3),
+    "sensors": ("generic", "http", 4, 4),
+    "controllers": ("f2", "mqtt", 4, 4),
+}
+HTTP_FLEETS = [name for name, (_, transport, _, _) in FLEETS.items() if transport == "http"]
+
+
+@pytest.fixture(scope="module")
+def release(real_node: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    client.CoreV1Api().create_namespace({"metadata": {"name": NAMESPACE}})
+    values = tmp_path_factory.mktemp("helm") / "values.yaml"
+    # ClusterIP Services: the NodePorts of values-local.yaml belong to the `make up` release.
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"environment": "test", "nodeSelector": REAL_NODE},
+                "operator": {"watchNamespaces": [NAMESPACE]},
+                "ingest": {"service": {"type": "ClusterIP", "nodePort": None}},
+                "mosquitto": {"service": {"type": "ClusterIP", "nodePort": None}},
+                "nodeSelector": REAL_NODE,
+            }
+        )
+    )
+    try:
+        helm(
+            "install", RELEASE, str(UMBRELLA), "-n", NAMESPACE,
+            "-f", str(VALUES_LOCAL), "-f", str(values), "--wait", "--timeout", "8m",
+        )  # fmt: skip
+        yield RELEASE
+    finally:
+        api = client.CustomObjectsApi()
+        for item in api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]:
+            api.delete_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, PLURAL, item["metadata"]["name"]
+            )
+        helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m", check=False)
+        delete_namespace(NAMESPACE)
+
+
+@pytest.fixture(scope="module")
+def database(release: str) -> Iterator[psycopg.Connection[Any]]:
+    """The quickstart PostgreSQL pod, through its Service's ClusterIP (kube-proxy's rules on
+    this machine), with the credentials of the release's Secret."""
+    core = client.CoreV1Api()
+    secret = core.read_namespaced_secret(f"{RELEASE}-database", NAMESPACE).data
+    field = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    service = core.read_namespaced_service(f"{RELEASE}-postgresql", NAMESPACE)
+    with psycopg.connect(
+        host=service.spec.cluster_ip,
+        port=5432,
+        user=field["username"],
+        password=field["password"],
+        dbname=field["database"],
+        autocommit=True,
+        connect_timeout=10,
+    ) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def fleets(release: str) -> dict[str, str]:
+    """Every profile, over HTTP and MQTT, no faults (every gap in the data would be a loss)."""
+    ids = {}
+    for name, (profile, transport, devices, per_pod) in FLEETS.items():
+        create_fleet(
+            NAMESPACE, name, profile=profile, transport=transport, devices=devices,
+            devicesPerPod=per_pod, publishInterval="500ms", resilience=RESILIENCE,
+        )  # fmt: skip
+        ids[name] = fleet_id(NAMESPACE, name)
+    return ids
+
+
+def devices_with_rows(db: psycopg.Connection[Any], fleet: str) -> int:
+    row = db.execute(
+        "SELECT count(DISTINCT device_id) FROM iot_measurements WHERE attributes->>'fleet' = %s",
+        (fleet,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def simulator_status(fleet: str) -> list[dict[str, Any]]:
+    """/status of every simulator pod of the fleet, straight from its pod IP on the bridge."""
+    statuses = []
+    for ip in pod_ips(NAMESPACE, f"iot.devicefleet.io/fleet={fleet}"):
+        statuses.append(httpx.get(f"http://{ip}:{STATUS_PORT}/status", timeout=3).json())
+    return statuses
+
+
+def test_platform_pods_run_on_the_real_node(release: str, real_node: dict[str, Any]) -> None:
+    pods = client.CoreV1Api().list_namespaced_pod(NAMESPACE).items
+    running = {p.metadata.name: p for p in pods if p.status.phase == "Running"}
+    components = ("operator", "ingest", "bridge", "processor", "sink")
+    for name in [f"{RELEASE}-devicefleet-{c}" for c in components] + [
+        f"{RELEASE}-kafka-0",
+        f"{RELEASE}-postgresql-0",
+        f"{RELEASE}-mosquitto",
+    ]:
+        matches = [p for n, p in running.items() if n.startswith(name)]
+        assert matches, f"no running pod {name}* in {sorted(running)}"
+        for pod in matches:
+            assert pod.spec.node_name == real_node["name"]
+            assert all(c.ready for c in pod.status.container_statuses)
+    job = client.BatchV1Api().read_namespaced_job(f"{RELEASE}-bootstrap", NAMESPACE)
+    assert job.status.succeeded == 1
+
+
+def test_rows_from_every_fleet_within_60_seconds(
+    fleets: dict[str, str], database: psycopg.Connection[Any]
+) -> None:
+    start = time.monotonic()
+    for name, fleet in fleets.items():
+        devices = FLEETS[name][2]
+        remaining = max(1.0, 60 - (time.monotonic() - start))
+        wait_for(
+            lambda f=fleet, n=devices: devices_with_rows(database, f) == n,  # type: ignore[misc]
+            remaining,
+            interval=1,
+            message=f"rows from all {devices} devices of {name}",
+        )
+    # And the operator, polling each pod's /status over the pod network, reports them ready.
+    for name in fleets:
+        pods = FLEETS[name][2] // FLEETS[name][3]
+        wait_for(
+            lambda n=name, p=pods: get_fleet(NAMESPACE, n)["status"].get("podsReady") == f"{p}/{p}",  # type: ignore[misc]
+            30,
+            interval=1,
+            message=f"{name}: {pods}/{pods} pods ready in the DeviceFleet status",
+        )
+
+
+def test_ingest_outage_opens_breakers_and_recovery_delivers_exactly_once(
+    fleets: dict[str, str], database: psycopg.Connection[Any]
+) -> None:
+    apps = client.AppsV1Api()
+    ingest = f"{RELEASE}-devicefleet-ingest"
+    for name in HTTP_FLEETS:
+        wait_for(
+            lambda n=name: (
+                get_fleet(NAMESPACE, n)["status"]["circuitBreaker"]["closed"]  # type: ignore[misc]
+                == FLEETS[n][2] // FLEETS[n][3]
+            ),
+            60,
+            message=f"{name}: all breakers closed before the outage",
+        )
+
+    apps.patch_namespaced_deployment_scale(ingest, NAMESPACE, {"spec": {"replicas": 0}})
+    wait_for(
+        lambda: not pod_ips(NAMESPACE, "app.kubernetes.io/name=devicefleet-ingest"),
+        60,
+        message="ingest pods gone",
+    )
+    outage = time.monotonic()
+    for name in HTTP_FLEETS:
+        pods = FLEETS[name][2] // FLEETS[name][3]
+        wait_for(
+            lambda n=name, p=pods: (
+                get_fleet(NAMESPACE, n)["status"]["circuitBreaker"]["open"]  # type: ignore[misc]
+                == p
+            ),
+            max(1.0, 10 - (time.monotonic() - outage)),
+            interval=0.5,
+            message=f"{name}: {pods} breaker(s) open in the DeviceFleet status within 10 s",
+        )
+    printed = kubectl("get", "devicefleets", "-n", NAMESPACE).stdout
+    for name in HTTP_FLEETS:
+        pods = FLEETS[name][2] // FLEETS[name][3]
+        assert f"0/{pods}/0" in next(line for line in printed.splitlines() if line.startswith(name))
+    # Messages pile up in the simulators' buffers meanwhile.
+    time.sleep(5)
+    buffered = {n: sum(s["messages"]["buffered"] for s in simulator_status(n)) for n in HTTP_FLEETS}
+    assert all(count > 0 for count in buffered.values()), buffered
+
+    apps.patch_namespaced_deployment_scale(ingest, NAMESPACE, {"spec": {"replicas": 1}})
+    for name in HTTP_FLEETS:
+        pods = FLEETS[name][2] // FLEETS[name][3]
+        wait_for(
+            lambda n=name, p=pods: (
+                get_fleet(NAMESPACE, n)["status"]["circuitBreaker"]["closed"]  # type: ignore[misc]
+                == p
+            ),
+            120,
+            interval=1,
+            message=f"{name}: breakers closed again after ingest is back",
+        )
+        wait_for(
+            lambda n=name: all(  # type: ignore[misc]
+                s["messages"]["buffered"] == 0 and s["messages"]["inFlight"] == 0
+                for s in simulator_status(n)
+            ),
+            120,
+            interval=1,
+            message=f"{name}: buffers drained",
+        )
+    for name in HTTP_FLEETS:
+        statuses = simulator_status(name)
+        assert all(s["messages"]["bufferOverflow"] == 0 for s in statuses)
+        acknowledged = sum(s["messages"]["acknowledged"] for s in statuses)
+        # Exactly once: every message a simulator saw acknowledged reaches the database (the
+        # sink writes in batches, hence the wait), and per device and boot every sequence
+        # number up to the newest stored one is there once (no faults, so a gap would be a lost
+        # message; the unique key makes a second copy impossible to store).
+        wait_for(
+            lambda f=fleets[name], a=acknowledged: (  # type: ignore[misc]
+                stored_messages(database, f) >= a and not sequence_gaps(database, f)
+            ),
+            60,
+            interval=1,
+            message=f"{name}: {acknowledged} acknowledged messages stored, without gaps",
+        )
+
+
+def sequence_gaps(db: psycopg.Connection[Any], fleet: str) -> list[tuple[Any, ...]]:
+    """(device, boot, stored, highest sequence + 1) where the stored messages are fewer than
+    the sequence numbers up to the highest stored one."""
+    return db.execute(
+        """
+        SELECT device_id, boot, count(*) AS stored, max(seq) + 1 AS expected
+        FROM (
+            SELECT DISTINCT message_id, device_id,
+                   substring(message_id from ':([0-9]+):[0-9]+$') AS boot,
+                   substring(message_id from ':([0-9]+)$')::bigint AS seq
+            FROM iot_measurements WHERE attributes->>'fleet' = %s
+        ) m
+        GROUP BY device_id, boot
+        HAVING count(*) <> max(seq) + 1
+        """,
+        (fleet,),
+    ).fetchall()
+
+
+def stored_messages(db: psycopg.Connection[Any], fleet: str) -> int:
+    row = db.execute(
+        "SELECT count(DISTINCT message_id) FROM iot_measurements WHERE attributes->>'fleet' = %s",
+        (fleet,),
+    ).fetchone()
+    return int(row[0]) if row else 0
