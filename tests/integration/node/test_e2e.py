@@ -113,12 +113,18 @@ def fleets(release: str) -> dict[str, str]:
     return ids
 
 
-def devices_with_rows(db: psycopg.Connection[Any], fleet: str) -> int:
+def distinct_in_fleet(db: psycopg.Connection[Any], column: str, fleet: str) -> int:
+    """Distinct device_id or message_id values among the fleet's stored rows."""
+    assert column in ("device_id", "message_id")
     row = db.execute(
-        "SELECT count(DISTINCT device_id) FROM iot_measurements WHERE attributes->>'fleet' = %s",
+        f"SELECT count(DISTINCT {column}) FROM iot_measurements WHERE attributes->>'fleet' = %s",
         (fleet,),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def devices_with_rows(db: psycopg.Connection[Any], fleet: str) -> int:
+    return distinct_in_fleet(db, "device_id", fleet)
 
 
 def simulator_status(fleet: str) -> list[dict[str, Any]]:
@@ -272,8 +278,4 @@ def sequence_gaps(db: psycopg.Connection[Any], fleet: str) -> list[tuple[Any, ..
 
 
 def stored_messages(db: psycopg.Connection[Any], fleet: str) -> int:
-    row = db.execute(
-        "SELECT count(DISTINCT message_id) FROM iot_measurements WHERE attributes->>'fleet' = %s",
-        (fleet,),
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return distinct_in_fleet(db, "message_id", fleet)
