@@ -58,7 +58,7 @@ The platform runs in pods on node $NODE_NAME ($NODE_IP). Where to look:
   devstack/k8s/kubectl.sh -n $NAMESPACE logs deploy/devicefleet-operator
   curl http://$NODE_IP:30080/health                               (ingest NodePort)
   devstack/cluster.sh rows                                          (rows per fleet, via psql in the pod)
-  Prometheus (local stack): http://127.0.0.1:$PROMETHEUS_PORT
+  curl http://<pod IP>:<metrics port>/metrics                       (pod IPs are reachable from this machine)
 EOF
 }
 
