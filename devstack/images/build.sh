@@ -337,7 +337,7 @@ build_containerfile() {
       kafka_installed || die "kafka: the Kafka jars are not installed ($KAFKA_HOME)"
       extra+=(--build-arg "KAFKA_VERSION=$KAFKA_VERSION"
         --build-context "kafka-dist=$KAFKA_HOME" --build-context "devstack-kafka=$DEVSTACK_DIR/kafka")
-      key="$(cat "$KAFKA_HOME/.installed"; hash_paths "$KAFKA_HOME" libs; hash_paths "$DEVSTACK_DIR/kafka" log4j.properties tools-log4j.properties)"
+      key="$(cat "$KAFKA_HOME/.installed"; hash_paths "$KAFKA_HOME" libs; hash_paths "$DEVSTACK_DIR/kafka" log4j.properties tools-log4j.properties tools.sh)"
       ;;
     mosquitto) extra+=(--build-arg "MOSQUITTO_VERSION=$MOSQUITTO_VERSION") ;;
     postgres) extra+=(--build-arg "PG_MAJOR=$PG_MAJOR") ;;

@@ -14,12 +14,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 # shellcheck source=../components/kafka.sh
 source "$DEVSTACK_DIR/components/kafka.sh"
+# shellcheck source=tools.sh
+source "$DEVSTACK_DIR/kafka/tools.sh"
 
 usage() {
   cat >&2 <<USAGE
 usage: $0 TOOL [ARGS...]
-tools: topics console-producer console-consumer consumer-groups get-offsets
-       delete-records metadata-quorum broker-api-versions configs storage
+tools: $KAFKA_TOOLS
 USAGE
   exit 2
 }
@@ -28,19 +29,9 @@ USAGE
 tool="$1"
 shift
 case "$tool" in
-  topics) cls=org.apache.kafka.tools.TopicCommand ;;
-  console-producer) cls=kafka.tools.ConsoleProducer ;;
-  console-consumer) cls=org.apache.kafka.tools.consumer.ConsoleConsumer ;;
-  consumer-groups) cls=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
-  get-offsets) cls=org.apache.kafka.tools.GetOffsetShell ;;
-  delete-records) cls=org.apache.kafka.tools.DeleteRecordsCommand ;;
-  metadata-quorum) cls=org.apache.kafka.tools.MetadataQuorumCommand ;;
-  broker-api-versions) cls=kafka.admin.BrokerApiVersionsCommand ;;
-  configs) cls=kafka.admin.ConfigCommand ;;
-  storage) cls=kafka.tools.StorageTool ;;
   -h | --help) usage ;;
-  *) echo "unknown tool: $tool" >&2; usage ;;
 esac
+cls="$(kafka_tool_class "$tool")" || { echo "unknown tool: $tool" >&2; usage; }
 
 kafka_installed || die "Kafka is not installed; run devstack/install.sh kafka"
 exec java "-Xmx${KAFKA_TOOLS_HEAP:-256m}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \

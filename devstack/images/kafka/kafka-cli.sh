@@ -14,23 +14,12 @@ if [[ "$tool" == kafka-cli.sh ]]; then
 fi
 tool="${tool#kafka-}"
 tool="${tool%.sh}"
-case "$tool" in
-  topics) cls=org.apache.kafka.tools.TopicCommand ;;
-  console-producer) cls=kafka.tools.ConsoleProducer ;;
-  console-consumer) cls=org.apache.kafka.tools.consumer.ConsoleConsumer ;;
-  consumer-groups) cls=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
-  get-offsets) cls=org.apache.kafka.tools.GetOffsetShell ;;
-  delete-records) cls=org.apache.kafka.tools.DeleteRecordsCommand ;;
-  metadata-quorum) cls=org.apache.kafka.tools.MetadataQuorumCommand ;;
-  broker-api-versions) cls=kafka.admin.BrokerApiVersionsCommand ;;
-  configs) cls=kafka.admin.ConfigCommand ;;
-  storage) cls=kafka.tools.StorageTool ;;
-  *)
-    echo "unknown tool '$tool'; tools: topics console-producer console-consumer consumer-groups" \
-      "get-offsets delete-records metadata-quorum broker-api-versions configs storage" >&2
-    exit 2
-    ;;
-esac
+# shellcheck source=/dev/null  # devstack/kafka/tools.sh, copied into the image
+. /opt/kafka/bin/kafka-tools.sh
+if ! cls="$(kafka_tool_class "$tool")"; then
+  echo "unknown tool '$tool'; tools: $KAFKA_TOOLS" >&2
+  exit 2
+fi
 exec java "-Xmx${KAFKA_TOOLS_HEAP:-256m}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
   -Djava.awt.headless=true -Dlog4j.configuration=file:/opt/kafka/config/tools-log4j.properties \
   -cp "/opt/kafka/libs/*" "$cls" "$@"
