@@ -183,14 +183,7 @@ def test_ingest_outage_opens_breakers_and_recovery_delivers_exactly_once(
     apps = client.AppsV1Api()
     ingest = f"{RELEASE}-devicefleet-ingest"
     for name in HTTP_FLEETS:
-        wait_for(
-            lambda n=name: (
-                get_fleet(NAMESPACE, n)["status"]["circuitBreaker"]["closed"]  # type: ignore[misc]
-                == FLEETS[n][2] // FLEETS[n][3]
-            ),
-            60,
-            message=f"{name}: all breakers closed before the outage",
-        )
+        wait_breakers(name, "closed", 60, "all closed before the outage")
 
     apps.patch_namespaced_deployment_scale(ingest, NAMESPACE, {"spec": {"replicas": 0}})
     wait_for(
@@ -200,16 +193,8 @@ def test_ingest_outage_opens_breakers_and_recovery_delivers_exactly_once(
     )
     outage = time.monotonic()
     for name in HTTP_FLEETS:
-        pods = FLEETS[name][2] // FLEETS[name][3]
-        wait_for(
-            lambda n=name, p=pods: (
-                get_fleet(NAMESPACE, n)["status"]["circuitBreaker"]["open"]  # type: ignore[misc]
-                == p
-            ),
-            max(1.0, 10 - (time.monotonic() - outage)),
-            interval=0.5,
-            message=f"{name}: {pods} breaker(s) open in the DeviceFleet status within 10 s",
-        )
+        remaining = max(1.0, 10 - (time.monotonic() - outage))
+        wait_breakers(name, "open", remaining, "open in the DeviceFleet status within 10 s")
     printed = kubectl("get", "devicefleets", "-n", NAMESPACE).stdout
     for name in HTTP_FLEETS:
         pods = FLEETS[name][2] // FLEETS[name][3]
@@ -221,16 +206,7 @@ def test_ingest_outage_opens_breakers_and_recovery_delivers_exactly_once(
 
     apps.patch_namespaced_deployment_scale(ingest, NAMESPACE, {"spec": {"replicas": 1}})
     for name in HTTP_FLEETS:
-        pods = FLEETS[name][2] // FLEETS[name][3]
-        wait_for(
-            lambda n=name, p=pods: (
-                get_fleet(NAMESPACE, n)["status"]["circuitBreaker"]["closed"]  # type: ignore[misc]
-                == p
-            ),
-            120,
-            interval=1,
-            message=f"{name}: breakers closed again after ingest is back",
-        )
+        wait_breakers(name, "closed", 120, "closed again after ingest is back")
         wait_for(
             lambda n=name: all(  # type: ignore[misc]
                 s["messages"]["buffered"] == 0 and s["messages"]["inFlight"] == 0
@@ -256,6 +232,17 @@ def test_ingest_outage_opens_breakers_and_recovery_delivers_exactly_once(
             interval=1,
             message=f"{name}: {acknowledged} acknowledged messages stored, without gaps",
         )
+
+
+def wait_breakers(fleet: str, state: str, timeout: float, why: str) -> None:
+    """Every publisher (pod) of the fleet in breaker `state`, as the DeviceFleet status says."""
+    pods = FLEETS[fleet][2] // FLEETS[fleet][3]
+    wait_for(
+        lambda: get_fleet(NAMESPACE, fleet)["status"]["circuitBreaker"][state] == pods,
+        timeout,
+        interval=0.5,
+        message=f"{fleet}: {pods} breaker(s) {why}",
+    )
 
 
 def sequence_gaps(db: psycopg.Connection[Any], fleet: str) -> list[tuple[Any, ...]]:
