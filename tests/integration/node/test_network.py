@@ -90,6 +90,20 @@ def test_egress_rule_is_installed_before_any_pod_traffic() -> None:
     bridge = NODE["NODE_BRIDGE"]
     assert re.search(rf"-A {EGRESS_CHAIN} -i {bridge} -o {bridge} -j RETURN", chain)
     assert re.search(rf"-A {EGRESS_CHAIN} -i {bridge} .*-j DROP", chain)
+    # The apiserver listens on all addresses for the pods' sake: its port is closed to every
+    # interface but lo and the bridge, ahead of anything else in INPUT.
+    assert rules("INPUT")[1] == "-A INPUT -j DEVICEFLEET-INPUT", rules("INPUT")
+    guard = "\n".join(rules("DEVICEFLEET-INPUT"))
+    port = NODE["KUBE_APISERVER_PORT"]
+    assert f"-A DEVICEFLEET-INPUT -i lo -p tcp -m tcp --dport {port} -j RETURN" in guard
+    assert f"-A DEVICEFLEET-INPUT -i {bridge} -p tcp -m tcp --dport {port} -j RETURN" in guard
+    assert re.search(rf"-A DEVICEFLEET-INPUT -p tcp -m tcp --dport {port} .*-j DROP", guard)
+    # A ClusterIP is routed to the bridge, so it never leaves the machine, kube-proxy or not.
+    service_ip = NODE["KUBE_SERVICE_CIDR"].rsplit(".", 1)[0] + ".77"
+    route = subprocess.run(
+        ["ip", "route", "get", service_ip], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"dev {bridge}" in route, route
 
 
 def test_pod_reaches_the_cluster_but_nothing_beyond_the_machine(namespace: str) -> None:

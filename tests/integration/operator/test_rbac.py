@@ -3,24 +3,31 @@ the real API server's authorizer (SubjectAccessReview through `kubectl auth can-
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from kubernetes import client
 
-from tests.integration.operator.conftest import helm, kubectl
+from tests.integration.operator.conftest import RUN, helm, kubectl
 from tests.support import REPO
 
-SA = "system:serviceaccount:devicefleet-system:devicefleet-operator"
+# A release name of its own: the ClusterRole and its binding are cluster-wide, and must not
+# collide with (or be left behind for) a real release such as `make up`'s "devicefleet".
+RELEASE = f"df-rbac-{RUN}"
+SA = f"system:serviceaccount:devicefleet-system:{RELEASE}-devicefleet-operator"
 
 
 @pytest.fixture(scope="module")
-def rbac(cluster: client.ApiClient) -> None:
+def rbac(cluster: client.ApiClient) -> Iterator[None]:
     kubectl("create", "namespace", "devicefleet-system", check=False)
     rendered = helm(
-        "template", "devicefleet-operator", str(REPO / "charts/devicefleet-operator"),
+        "template", RELEASE, str(REPO / "charts/devicefleet-operator"),
         "-n", "devicefleet-system",
         "--show-only", "templates/rbac.yaml", "--show-only", "templates/serviceaccount.yaml",
     ).stdout  # fmt: skip
     kubectl("apply", "-n", "devicefleet-system", "-f", "-", input=rendered)
+    yield
+    kubectl("delete", "-n", "devicefleet-system", "--ignore-not-found", "-f", "-", input=rendered)
 
 
 def can(verb: str, resource: str, namespace: str = "default") -> bool:
