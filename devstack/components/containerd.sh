@@ -111,4 +111,5 @@ containerd_stop() {
     done
   fi
   stop_process containerd 30
+  node_release_mounts
 }

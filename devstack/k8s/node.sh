@@ -189,3 +189,17 @@ node_diagnose() {
     ready="not registered (kubelet log: $(log_file kubelet))"
   printf 'node: %s Ready=%s\n' "$NODE_NAME" "$ready"
 }
+
+# node_release_mounts: unmount what kubelet and containerd leave mounted once both are stopped
+# (pods' volumes, sandboxes' /dev/shm, kubelet's shared bind mount of its root dir), deepest
+# first, so `down.sh --purge` can delete the state and nothing outlives the stack. kubelet
+# mounts the volumes again when it restarts the pods.
+node_release_mounts() {
+  local dir target
+  for dir in "$(data_dir kubelet)" "$DEVSTACK_RUN/containerd" "$(data_dir containerd)"; do
+    findmnt -rn -o TARGET | awk -v d="$dir" 'index($0, d) == 1' | sort -r |
+      while IFS= read -r target; do
+        umount -l "$target" 2>/dev/null || warn "node: could not unmount $target"
+      done
+  done
+}
