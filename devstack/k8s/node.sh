@@ -74,49 +74,45 @@ _node_sysctl() {
   printf '%s' "$want" >"$path" || die "node: cannot set $key=$want"
 }
 
-# node_iptables ARGS...: iptables with the xtables lock (kube-proxy uses it too). NODE_IPT picks
-# the family: iptables (default) or ip6tables.
-node_iptables() { "${NODE_IPT:-iptables}" -w 5 "$@"; }
-
-# _node_rule CHAIN TABLE RULE...: append RULE to CHAIN of TABLE unless it is there.
-_node_rule() {
-  local chain="$1" table="$2"
-  shift 2
-  node_iptables -t "$table" -C "$chain" "$@" 2>/dev/null || node_iptables -t "$table" -A "$chain" "$@"
-}
-
-# _node_jump TABLE PARENT CHAIN: CHAIN exists (emptied) and PARENT jumps to it first.
-_node_jump() {
-  local table="$1" parent="$2" chain="$3"
-  node_iptables -t "$table" -N "$chain" 2>/dev/null || true
-  node_iptables -t "$table" -F "$chain"
-  node_iptables -t "$table" -C "$parent" -j "$chain" 2>/dev/null ||
-    node_iptables -t "$table" -I "$parent" 1 -j "$chain"
+# _node_chain_rules FAMILY: the mangle-table rules of our two chains, in iptables-restore form
+# (":CHAIN - [0:0]" empties CHAIN; the rules after it refill it).
+_node_chain_rules() {
+  local port
+  printf '*mangle\n:%s - [0:0]\n:%s - [0:0]\n' "$NODE_EGRESS_CHAIN" "$NODE_INPUT_CHAIN"
+  # Pod to pod (also after a Service DNAT to another pod): stays on the bridge. Anything else
+  # a pod would send through this machine is dropped, and nothing from elsewhere is forwarded
+  # into the pod network.
+  cat <<RULES
+-A $NODE_EGRESS_CHAIN -i $NODE_BRIDGE -o $NODE_BRIDGE -j RETURN
+-A $NODE_EGRESS_CHAIN -i $NODE_BRIDGE -m comment --comment "devicefleet: pods never reach beyond this machine" -j DROP
+-A $NODE_EGRESS_CHAIN -o $NODE_BRIDGE -m comment --comment "devicefleet: the pod network is not reachable from outside" -j DROP
+RULES
+  for port in "$KUBE_APISERVER_PORT" "$KUBELET_PORT"; do
+    cat <<RULES
+-A $NODE_INPUT_CHAIN -i lo -p tcp -m tcp --dport $port -j RETURN
+-A $NODE_INPUT_CHAIN -i $NODE_BRIDGE -p tcp -m tcp --dport $port -j RETURN
+-A $NODE_INPUT_CHAIN -p tcp -m tcp --dport $port -m comment --comment "devicefleet: control plane only on loopback and the pod bridge" -j DROP
+RULES
+  done
+  printf 'COMMIT\n'
 }
 
 # node_firewall_ensure: the two chains described at the top, in IPv4 and IPv6 (the machine has
-# both; the pod network is IPv4 only), rebuilt each time (idempotent). They live in the mangle
-# table, which packets traverse before the filter table where kube-proxy and kubelet insert
-# their own (ACCEPT) rules at the top: whatever those add, ours decide first.
+# both; the pod network is IPv4 only). They live in the mangle table, which packets traverse
+# before the filter table where kube-proxy and kubelet insert their own (ACCEPT) rules at the
+# top: whatever those add, ours decide first. Each start rewrites them in one iptables-restore
+# transaction, so there is never a moment without the DROP rules (the apiserver and pods may
+# already be running). Idempotent.
 node_firewall_ensure() {
-  local NODE_IPT port
-  for NODE_IPT in iptables ip6tables; do
-    _node_jump mangle FORWARD "$NODE_EGRESS_CHAIN"
-    # Pod to pod (also after a Service DNAT to another pod): stays on the bridge.
-    _node_rule "$NODE_EGRESS_CHAIN" mangle -i "$NODE_BRIDGE" -o "$NODE_BRIDGE" -j RETURN
-    # Anything else a pod would send through this machine to another network: dropped.
-    _node_rule "$NODE_EGRESS_CHAIN" mangle -i "$NODE_BRIDGE" -m comment \
-      --comment "devicefleet: pods never reach beyond this machine" -j DROP
-    # And nothing from elsewhere is forwarded into the pod network.
-    _node_rule "$NODE_EGRESS_CHAIN" mangle -o "$NODE_BRIDGE" -m comment \
-      --comment "devicefleet: the pod network is not reachable from outside" -j DROP
-
-    _node_jump mangle INPUT "$NODE_INPUT_CHAIN"
-    for port in "$KUBE_APISERVER_PORT" "$KUBELET_PORT"; do
-      _node_rule "$NODE_INPUT_CHAIN" mangle -p tcp --dport "$port" -i lo -j RETURN
-      _node_rule "$NODE_INPUT_CHAIN" mangle -p tcp --dport "$port" -i "$NODE_BRIDGE" -j RETURN
-      _node_rule "$NODE_INPUT_CHAIN" mangle -p tcp --dport "$port" -m comment \
-        --comment "devicefleet: control plane only on loopback and the pod bridge" -j DROP
+  local ipt chain parent
+  for ipt in iptables ip6tables; do
+    _node_chain_rules | "$ipt-restore" -w 5 --noflush ||
+      die "node: $ipt-restore could not install the $NODE_EGRESS_CHAIN/$NODE_INPUT_CHAIN rules"
+    for chain in "$NODE_EGRESS_CHAIN:FORWARD" "$NODE_INPUT_CHAIN:INPUT"; do
+      parent="${chain#*:}"
+      chain="${chain%%:*}"
+      "$ipt" -w 5 -t mangle -C "$parent" -j "$chain" 2>/dev/null ||
+        "$ipt" -w 5 -t mangle -I "$parent" 1 -j "$chain"
     done
   done
 }

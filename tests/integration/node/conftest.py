@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from tests.integration.operator.conftest import KUBECONFIG, cluster, helm, kubectl  # noqa: F401
@@ -29,15 +30,18 @@ def k8s_ports() -> dict[str, str]:
 NODE = k8s_ports()
 
 
-def chart_image_refs() -> list[str]:
-    """What the umbrella chart runs with values-local.yaml: the DeviceFleet images under the
-    chart's appVersion, the quickstart stand-ins, the sandbox and DNS images."""
-    import yaml
+def service_image(name: str) -> str:
+    """A DeviceFleet image as the charts name it: tagged with the umbrella chart's appVersion."""
+    chart = yaml.safe_load((REPO / "charts/devicefleet/Chart.yaml").read_text())
+    return f"docker.io/devicefleet/{name}:{chart['appVersion']}"
 
-    version = yaml.safe_load((REPO / "charts/devicefleet/Chart.yaml").read_text())["appVersion"]
+
+def chart_image_refs() -> list[str]:
+    """What the umbrella chart runs with values-local.yaml: the DeviceFleet images and the
+    quickstart stand-ins."""
     local = yaml.safe_load(VALUES_LOCAL.read_text())
     refs = [
-        f"docker.io/devicefleet/{name}:{version}"
+        service_image(name)
         for name in ("operator", "simulator", "ingest", "processor", "sink", "bootstrap")
     ]
     for quickstart in ("kafka", "mosquitto", "postgresql"):

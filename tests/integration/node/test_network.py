@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
-from tests.integration.node.conftest import NODE, REAL_NODE
+from tests.integration.node.conftest import NODE, REAL_NODE, service_image
 from tests.integration.operator.conftest import delete_namespace, kubectl
-from tests.support import REPO, wait_for
+from tests.support import wait_for
 
 NAMESPACE = f"devicefleet-test-net-{uuid.uuid4().hex[:6]}"
 # TEST-NET-2 (RFC 5737): documentation addresses, no host there anywhere; the probe's packets
@@ -69,11 +68,6 @@ def namespace(real_node: dict[str, Any]) -> Iterator[str]:
     delete_namespace(NAMESPACE)
 
 
-def simulator_image() -> str:
-    version = yaml.safe_load((REPO / "charts/devicefleet/Chart.yaml").read_text())["appVersion"]
-    return f"docker.io/devicefleet/simulator:{version}"
-
-
 def test_egress_rule_is_installed_before_any_pod_traffic() -> None:
     def rules(chain: str) -> list[str]:
         return subprocess.run(
@@ -119,7 +113,7 @@ def test_pod_reaches_the_cluster_but_nothing_beyond_the_machine(namespace: str) 
             "containers": [
                 {
                     "name": "probe",
-                    "image": simulator_image(),
+                    "image": service_image("simulator"),
                     "imagePullPolicy": "Never",
                     "command": ["python", "-c", PROBE],
                     "securityContext": {
