@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from devicefleet_common.resilience import PermanentError, TransientError
 from devicefleet_simulator.delivery import Delivery, ResiliencePolicy
@@ -169,3 +170,44 @@ async def test_cancelled_sends_return_to_the_buffer(transport: FakeTransport) ->
     assert snapshot.buffered == 3
     assert snapshot.invariant_holds()
     assert delivery.breaker.fail_counter == 0  # cancelling is not a failure
+
+
+async def test_a_closed_breaker_drains_the_buffer_in_chunks_in_order(
+    transport: FakeTransport,
+) -> None:
+    """One probe, then up to drain_batch at once: a backlog of 250 needs 1 + 3 rounds, not
+    250 round trips (an edge gateway's batching uplink depends on it)."""
+    policy = ResiliencePolicy(
+        retry_max_attempts=1, retry_base=0.001, retry_max=0.005, breaker_fail_max=1,
+        breaker_reset_timeout=0.05, buffer_size=1000, drain_batch=100,
+    )  # fmt: skip
+    delivery = Delivery(transport, policy, MessageStats())
+    concurrent = peak = 0
+    send = transport.send
+
+    async def counting_send(message: Any) -> Any:
+        nonlocal concurrent, peak
+        concurrent += 1
+        peak = max(peak, concurrent)
+        try:
+            return await send(message)
+        finally:
+            concurrent -= 1
+
+    transport.send = counting_send  # type: ignore[method-assign]
+    transport.up = False
+    for seq in range(250):
+        delivery.submit(make_message(seq))
+    await wait_for(lambda: delivery.stats.in_flight == 0)
+    assert len(delivery.buffer) == 250
+    peak = 0  # the live sends above were all out at once; count the drain only
+    transport.up = True
+    drain = asyncio.create_task(delivery.run_drain())
+    try:
+        await asyncio.wait_for(delivery.wait_idle(), 5.0)
+    finally:
+        drain.cancel()
+    assert peak == 100
+    seqs = [int(mid.rsplit(":", 1)[1]) for mid in transport.delivered]
+    assert seqs == list(range(250)), "drained in order, nothing lost"
+    assert delivery.stats.acknowledged == 250

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from devicefleet_common.resilience import PermanentError, TransientError
-from devicefleet_common.schemas import TelemetryIn
+from devicefleet_common.schemas import TelemetryBatchIn, TelemetryIn
 from devicefleet_simulator.delivery import Delivery
 from devicefleet_simulator.http_transport import (
+    HttpBatchTransport,
     HttpTransport,
     classify_response,
     parse_retry_after,
@@ -127,3 +131,109 @@ async def test_http_request_shape() -> None:
     assert request.url.path == "/ingest"
     assert request.headers["message-id"] == make_message(5).message_id
     assert TelemetryIn.model_validate_json(request.content).sequence == 5
+
+
+# --- edge gateway: HTTP batches -----------------------------------------------------------
+
+
+def _batch_delivery(answer: Any, batch_max: int = 50) -> tuple[Delivery, list[httpx.Request]]:
+    """``answer(request) -> httpx.Response``; every request is recorded."""
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return answer(request)  # type: ignore[no-any-return]
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    transport = HttpBatchTransport(
+        "http://127.0.0.1:1", 1.0, batch_max=batch_max, linger=0.01, client=client
+    )
+    return Delivery(transport, FAST, MessageStats()), requests
+
+
+def _items(request: httpx.Request) -> list[dict[str, Any]]:
+    return orjson.loads(request.content)["messages"]  # type: ignore[no-any-return]
+
+
+def _all_accepted(request: httpx.Request) -> httpx.Response:
+    if request.url.path == "/ingest/batch":
+        results = [{"message_id": m["device_id"], "status": "accepted"} for m in _items(request)]
+        return httpx.Response(200, json={"status": "accepted", "results": results})
+    return httpx.Response(200, json={})
+
+
+async def test_readings_sent_together_share_one_batch() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        items = _items(request)
+        results = [{"message_id": "x", "status": "duplicate" if m["sequence"] == 1 else
+                    "accepted"} for m in items]  # fmt: skip
+        return httpx.Response(200, json={"status": "accepted", "results": results})
+
+    delivery, requests = _batch_delivery(answer)
+    await delivery.transport.start()
+    for seq in range(5):
+        delivery.submit(make_message(seq))
+    await delivery.wait_idle()
+    (request,) = requests
+    assert request.url.path == "/ingest/batch"
+    assert [m["sequence"] for m in _items(request)] == [0, 1, 2, 3, 4]
+    assert TelemetryBatchIn.model_validate_json(request.content)  # what ingest accepts
+    assert delivery.stats.acknowledged == 5  # a duplicate answer is an acknowledgement too
+
+
+async def test_batch_max_sends_at_once() -> None:
+    delivery, requests = _batch_delivery(_all_accepted, batch_max=2)
+    await delivery.transport.start()
+    for seq in range(5):
+        delivery.submit(make_message(seq))
+    await delivery.wait_idle()
+    assert [len(_items(r)) for r in requests] == [2, 2, 1]
+    assert delivery.stats.acknowledged == 5
+
+
+async def test_an_invalid_batch_is_resent_reading_by_reading() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ingest/batch":
+            return httpx.Response(400, json={"detail": "messages.2.payload: bad"})
+        bad = TelemetryIn.model_validate_json(request.content).sequence == 2
+        return httpx.Response(400 if bad else 200, json={})
+
+    delivery, requests = _batch_delivery(answer)
+    await delivery.transport.start()
+    for seq in range(4):
+        delivery.submit(make_message(seq))
+    await delivery.wait_idle()
+    assert [r.url.path for r in requests] == ["/ingest/batch"] + ["/ingest"] * 4
+    assert (delivery.stats.acknowledged, delivery.stats.rejected) == (3, 1)
+
+
+async def test_an_unavailable_backend_fails_the_whole_batch_and_delivery_retries() -> None:
+    answers = [httpx.Response(503, headers={"retry-after": "0"})]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0) if answers else _all_accepted(request)
+
+    delivery, requests = _batch_delivery(answer)
+    await delivery.transport.start()
+    drain = asyncio.create_task(delivery.run_drain())  # the failed batch opens the breaker
+    for seq in range(3):
+        delivery.submit(make_message(seq))
+    async with asyncio.timeout(10):
+        await delivery.wait_idle()
+    drain.cancel()
+    assert delivery.stats.acknowledged == 3
+    assert delivery.stats.failed_attempts == 3  # each reading's attempt failed once
+    sent = sorted(m["sequence"] for r in requests[1:] for m in _items(r))
+    assert sent == [0, 1, 2]
+
+
+async def test_a_malformed_reading_travels_alone() -> None:
+    delivery, requests = _batch_delivery(
+        lambda r: _all_accepted(r) if r.url.path == "/ingest/batch" else httpx.Response(400)
+    )
+    await delivery.transport.start()
+    delivery.submit(make_message(0))
+    delivery.submit(make_message(1, malformed="invalid-json"))
+    await delivery.wait_idle()
+    assert sorted(r.url.path for r in requests) == ["/ingest", "/ingest/batch"]
+    assert (delivery.stats.acknowledged, delivery.stats.rejected) == (1, 1)

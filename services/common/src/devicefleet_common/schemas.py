@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from devicefleet_common.features import HealthState
+
 # ':' is reserved as the message-id separator, '/' and '+'/'#' would break MQTT topics.
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
@@ -85,6 +87,18 @@ class Measurement(BaseModel):
     unit: str | None = None
 
 
+class HealthPrediction(BaseModel):
+    """The processor's verdict on a truck's health at one reading."""
+
+    model_version: str
+    state: HealthState
+    probabilities: dict[str, float]
+    features: dict[str, float]
+    features_source: Literal["edge", "processor"]
+    # Copied from a test-mode simulator's ``_truth``, for scoring only; the model never sees it.
+    true_state: HealthState | None = None
+
+
 class DecodedRecord(BaseModel):
     """Value of a ``decoded_iot_data`` record (key: device id)."""
 
@@ -97,3 +111,4 @@ class DecodedRecord(BaseModel):
     component_type: str | None = None
     measurements: list[Measurement]
     attributes: dict[str, Any] = Field(default_factory=dict)
+    health: HealthPrediction | None = None

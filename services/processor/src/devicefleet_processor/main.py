@@ -23,6 +23,8 @@ from devicefleet_common.kafka import (
 from devicefleet_common.lifecycle import run_until_signalled, start_observability
 from devicefleet_common.logging import get_logger
 from devicefleet_common.tracing import extract_pairs, inject_kafka_headers
+from devicefleet_processor.health import HealthScorer
+from devicefleet_processor.health_model import HealthModel
 from devicefleet_processor.pipeline import process
 from devicefleet_processor.registry import DeviceRegistry, RegistryUnavailable
 from devicefleet_processor.settings import Settings
@@ -52,6 +54,15 @@ class Processor:
             settings.registry_refresh_seconds,
             settings.registry_miss_ttl_seconds,
         )
+        self.scorer = (
+            HealthScorer(
+                HealthModel.load(settings.health_model_path), settings.health_stale_after_seconds
+            )
+            if settings.health_enabled
+            else None
+        )
+        if self.scorer is not None:
+            log.info("health model loaded", model_version=self.scorer.model.version)
         self.running = True
 
     def run(self) -> None:
@@ -65,6 +76,8 @@ class Processor:
                 )
                 if not self._is_error(m)
             ]
+            if self.scorer is not None:
+                self.scorer.refresh_gauges()  # also while idle: stale devices must drop out
             if not msgs:
                 continue
             try:
@@ -99,7 +112,13 @@ class Processor:
                 kind=trace.SpanKind.CONSUMER,
             ):
                 t0 = time.perf_counter()
-                out = process(msg, self.registry, s.max_future_skew_seconds, s.max_age_seconds)
+                out = process(
+                    msg,
+                    self.registry,
+                    s.max_future_skew_seconds,
+                    s.max_age_seconds,
+                    scorer=self.scorer,
+                )
                 DECODE_DURATION.observe(time.perf_counter() - t0)
                 with structlog.contextvars.bound_contextvars(
                     message_id=out.message_id, device_id=out.device_id

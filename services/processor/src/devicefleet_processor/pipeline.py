@@ -11,6 +11,7 @@ from confluent_kafka import Message
 from devicefleet_common.kafka import KafkaHeaderList, dead_letter_headers, message_headers
 from devicefleet_common.schemas import MESSAGE_ID_HEADER, RawEnvelope
 from devicefleet_processor.decoders import DecodeError, check_timestamp, decode
+from devicefleet_processor.health import HealthScorer, score_safely
 from devicefleet_processor.registry import DeviceRegistry
 
 STAGE = "processor"
@@ -35,6 +36,7 @@ def process(
     max_future: float,
     max_age: float,
     now: float | None = None,
+    scorer: HealthScorer | None = None,
 ) -> Output:
     """Decode ``msg``; raises ``RegistryUnavailable`` when the device registry cannot answer."""
     raw = msg.value() or b""
@@ -50,6 +52,8 @@ def process(
         record = decode(envelope, device)
     except DecodeError as exc:
         return _dead_letter(msg, envelope.message_id, envelope.device_id, exc.reason, exc.detail)
+    if scorer is not None:
+        record.health = score_safely(scorer, envelope, record)
     headers = message_headers(msg)
     if not any(k == MESSAGE_ID_HEADER for k, _ in headers):
         headers.append((MESSAGE_ID_HEADER, record.message_id.encode()))

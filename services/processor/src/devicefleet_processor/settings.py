@@ -26,3 +26,10 @@ class Settings(ServiceSettings, KafkaSettings, DatabaseSettings, ObservabilitySe
     )
     max_future_skew_seconds: float = Field(3600.0, description="Later timestamps dead-letter")
     max_age_seconds: float = Field(30 * 86400.0, description="Older timestamps dead-letter")
+    health_enabled: bool = Field(True, description="Predict each truck's health from its features")
+    health_model_path: str | None = Field(
+        None, description="Health model artifact (JSON); default: the one shipped in the package"
+    )
+    health_stale_after_seconds: float = Field(
+        300.0, gt=0, description="A device's prediction older than this no longer counts"
+    )

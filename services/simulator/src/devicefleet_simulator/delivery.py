@@ -6,7 +6,8 @@ bounded in-order buffer while the breaker is not closed.
 - While the breaker is open or half-open, or the buffer still holds older messages, new
   messages join the buffer's tail, so delivery order is kept.
 - One drain task owns the buffer: it waits out the reset timeout, sends the head message as
-  the half-open probe, and once the breaker closes empties the buffer in order.
+  the half-open probe, and once the breaker closes empties the buffer oldest first, up to
+  ``drain_batch`` messages at a time.
 - A message whose retries are exhausted while the breaker stays closed goes back to the
   buffer; the only way a generated, non-dropped message is lost is a full buffer
   (``bufferOverflow``).
@@ -62,6 +63,14 @@ class ResiliencePolicy:
     breaker_fail_max: int = 5
     breaker_reset_timeout: float = 60.0
     buffer_size: int = 10000
+    drain_batch: int = 100  # buffered messages sent at once once the breaker has closed
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A buffered message that stays buffered; ``pause``: wait before the next try."""
+
+    pause: bool
 
 
 def _order_of(message: OutgoingMessage) -> int:
@@ -117,7 +126,7 @@ class Delivery:
         self._settled = asyncio.Event()  # a message left flight or the buffer
         self._tasks: set[asyncio.Task[None]] = set()
         self._order = itertools.count()
-        self._sending_head = False  # the drain task is delivering buffer[0]
+        self._sending_head = 0  # the drain task is delivering buffer[:_sending_head]
         metrics.BREAKER_STATE.labels(self.name).set(BREAKER_STATE_VALUES["closed"])
         metrics.BUFFERED.set(0)
 
@@ -246,8 +255,8 @@ class Delivery:
             return
         self._overflowing = False
         # Concurrent sends fail in any order; insert by generation order so the buffer
-        # drains oldest first. Never in front of a head the drain task is sending.
-        lo = 1 if self._sending_head else 0
+        # drains oldest first. Never in front of the head the drain task is sending.
+        lo = self._sending_head
         index = bisect.bisect_right(self.buffer, message.order, lo=lo, key=_order_of)
         self.buffer.insert(index, message)
         metrics.MESSAGES.labels("buffered").inc()
@@ -333,42 +342,56 @@ class Delivery:
             await self._drain_head()
 
     async def _drain_head(self) -> None:
-        message = self.buffer[0]
-        with message_context(message):
-            self._sending_head = True
-            acked = pause = False
-            try:
-                ack = await self._deliver(message)
-            except PermanentError as exc:
-                self._pop(message)
-                self._reject(message, exc)
-                return
-            except NOT_DELIVERED as exc:
-                log.debug("buffer head not delivered", reason=str(exc))
-                # Retries exhausted without tripping the breaker: pause like a retry would.
-                # (Open: run_drain waits out the reset timeout instead.)
-                pause = self.breaker_state == "closed"
-            except Exception:
-                log.exception("unexpected error draining the buffer")
-                pause = True
-            else:
-                self._pop(message)
-                self._acknowledge(message, ack)
-                acked = True
-            finally:
-                self._sending_head = False
-            if pause:
-                await asyncio.sleep(max(self.policy.retry_base, 0.05))
-            elif acked and message.duplicate:
-                await self._send_copy(message)
-
-    def _pop(self, message: OutgoingMessage) -> None:
-        head = self.buffer.popleft()
-        assert head is message, "only the drain task removes messages from the buffer"
+        """Send the oldest buffered messages: one as the half-open probe, then up to
+        ``drain_batch`` at once while the breaker is closed (a batching transport turns them
+        into a few requests). Outcomes are applied together, in buffer order."""
+        size = self.policy.drain_batch if self.breaker_state == "closed" else 1
+        chunk = list(itertools.islice(self.buffer, size))
+        self._sending_head = len(chunk)
+        try:
+            outcomes = await asyncio.gather(*(self._drain_one(m) for m in chunk))
+        finally:
+            self._sending_head = 0
+        # Nothing is inserted in front of the chunk while it is out, so it is still the head.
+        for message in chunk:
+            head = self.buffer.popleft()
+            assert head is message, "only the drain task removes messages from the buffer"
+        self.buffer.extendleft(reversed([m for m, o in zip(chunk, outcomes, strict=True)
+                                         if isinstance(o, _Kept)]))  # fmt: skip
         metrics.BUFFERED.set(len(self.buffer))
+        pause = False
+        for message, outcome in zip(chunk, outcomes, strict=True):
+            with message_context(message):
+                if isinstance(outcome, Ack):
+                    self._acknowledge(message, outcome)
+                elif isinstance(outcome, PermanentError):
+                    self._reject(message, outcome)
+                else:
+                    pause = pause or outcome.pause
         self._settled.set()
         if not self.buffer:
             log.info("buffer drained", circuit_breaker=self.name)
+        if pause:
+            await asyncio.sleep(max(self.policy.retry_base, 0.05))
+        for message, outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, Ack) and message.duplicate:
+                with message_context(message):
+                    await self._send_copy(message)
+
+    async def _drain_one(self, message: OutgoingMessage) -> Ack | PermanentError | _Kept:
+        with message_context(message):
+            try:
+                return await self._deliver(message)
+            except PermanentError as exc:
+                return exc
+            except NOT_DELIVERED as exc:
+                log.debug("buffered message not delivered", reason=str(exc))
+                # Retries exhausted without tripping the breaker: pause like a retry would.
+                # (Open: run_drain waits out the reset timeout instead.)
+                return _Kept(pause=self.breaker_state == "closed")
+            except Exception:
+                log.exception("unexpected error draining the buffer")
+                return _Kept(pause=True)
 
     # --- shutdown ---------------------------------------------------------------------------
 

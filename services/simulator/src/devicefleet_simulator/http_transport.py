@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
+import orjson
 from opentelemetry import propagate
 
 from devicefleet_common.resilience import PermanentError, TransientError
@@ -82,3 +85,119 @@ class HttpTransport:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+@dataclass
+class _Pending:
+    message: OutgoingMessage
+    ack: asyncio.Future[Ack]
+
+
+class HttpBatchTransport(HttpTransport):
+    """An edge gateway's uplink: readings sent within ``linger`` seconds of each other go out
+    together in one ``POST /ingest/batch`` (at most ``batch_max``).
+
+    Each reading still gets its own answer, so delivery's per-message retry, breaker and
+    buffer work unchanged. A batch the server refuses as invalid (4xx) is re-sent one
+    reading at a time, so one bad reading never takes good ones down with it.
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        ingest_url: str,
+        timeout: float,
+        batch_max: int = 200,
+        linger: float = 0.2,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(ingest_url, timeout, client)
+        self._batch_url = f"{self._url}/batch"
+        self._batch_max = batch_max
+        self._linger = linger
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def send(self, message: OutgoingMessage) -> Ack:
+        if message.malformed:
+            return await super().send(message)  # its own request: ingest must reject it alone
+        loop = asyncio.get_running_loop()
+        pending = _Pending(message, loop.create_future())
+        self._pending.append(pending)
+        if len(self._pending) >= self._batch_max:
+            self._flush()
+        elif self._flusher is None:
+            self._flusher = loop.call_later(self._linger, self._flush)
+        # Cancelled (shutdown): the batch may still get through; delivery keeps the message
+        # and its next send is answered "duplicate", so nothing is counted twice.
+        return await pending.ack
+
+    def _flush(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._post_batch(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _post_batch(self, batch: list[_Pending]) -> None:
+        try:
+            acks = await self._post(batch)
+        except Exception as exc:  # every waiter gets the batch's fate
+            for item in batch:
+                if not item.ack.done():
+                    item.ack.set_exception(exc)
+            return
+        for item, ack in zip(batch, acks, strict=True):
+            if item.ack.done():  # its sender was cancelled
+                continue
+            if isinstance(ack, BaseException):
+                item.ack.set_exception(ack)
+            else:
+                item.ack.set_result(ack)
+
+    async def _post(self, batch: list[_Pending]) -> list[Ack | BaseException]:
+        if self._client is None:
+            raise TransientError("http client not started")
+        body = {"messages": [item.message.envelope() for item in batch]}
+        try:
+            response = await self._client.post(
+                self._batch_url,
+                content=orjson.dumps(body),
+                headers={"content-type": "application/json"},
+            )
+        except httpx.TimeoutException as exc:
+            self._reachable = False
+            raise TransientError(f"timeout: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            self._reachable = False
+            raise TransientError(f"connection error: {type(exc).__name__}") from exc
+        self._reachable = True
+        if response.status_code == 200:
+            results = response.json().get("results", [])
+            if len(results) != len(batch):
+                raise TransientError(f"batch answer has {len(results)} of {len(batch)} results")
+            return [
+                Ack.DUPLICATE if r.get("status") == "duplicate" else Ack.ACCEPTED for r in results
+            ]
+        try:
+            classify_response(response.status_code, response.headers.get("retry-after"))
+        except PermanentError:
+            if len(batch) == 1:
+                raise
+            # One reading spoilt the batch: each one alone, so only the bad one is refused.
+            return await asyncio.gather(
+                *(HttpTransport.send(self, item.message) for item in batch),
+                return_exceptions=True,
+            )
+        raise TransientError(f"http {response.status_code}: unexpected answer to a batch")
+
+    async def close(self) -> None:
+        self._flush()
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+        await super().close()

@@ -47,13 +47,14 @@ class OutgoingMessage:
         if self.malformed == "invalid-json":
             return self.mqtt_body()
         if self.malformed == "wrong-type":
-            body = self._envelope()
+            body = self.envelope()
             body["timestamp"] = INVALID_TIMESTAMP
             return orjson.dumps(body)
         # Validate our own output: a bug here would otherwise look like an ingest problem.
-        return TelemetryIn.model_validate(self._envelope()).model_dump_json().encode()
+        return TelemetryIn.model_validate(self.envelope()).model_dump_json().encode()
 
-    def _envelope(self) -> dict[str, Any]:
+    def envelope(self) -> dict[str, Any]:
+        """The ``TelemetryIn`` fields of a well-formed message."""
         return {
             "device_id": self.device_id,
             "boot_epoch": self.boot_epoch,

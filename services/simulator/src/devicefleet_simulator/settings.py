@@ -33,6 +33,18 @@ class Settings(ServiceSettings, MqttSettings, ObservabilitySettings):
     publish_interval: float = Field(1.0, gt=0.0, description="Seconds between readings per device")
 
     transport: Transport = Field("mqtt", description="mqtt (QoS 1, MQTT v5) or http")
+    # Edge mode (seed 000): the pod is the trucks' gateway; it computes each truck's health
+    # features and ships them with the reading, so the backend predicts from what the edge saw.
+    edge: bool = Field(False, description="Edge gateway: attach health features (trucks only)")
+    ground_truth: bool = Field(
+        False, description="Test mode: attach each reading's true health state as _truth (trucks)"
+    )
+    http_batch_max: int = Field(
+        200, ge=1, le=1000, description="Readings per POST /ingest/batch in edge mode (http)"
+    )
+    http_batch_linger: float = Field(
+        0.2, ge=0.0, description="Seconds an edge gateway gathers readings before a POST (http)"
+    )
     ingest_url: str = Field("http://127.0.0.1:18080", description="Ingest base URL (http)")
 
     # Fault injection (seed 002 defaults).
@@ -53,6 +65,9 @@ class Settings(ServiceSettings, MqttSettings, ObservabilitySettings):
         60.0, gt=0.0, description="Seconds open before a half-open probe"
     )
     buffer_size: int = Field(10000, ge=0, description="Readings kept while the breaker is open")
+    drain_batch: int = Field(
+        100, ge=1, description="Buffered readings sent at once once the breaker has closed"
+    )
     request_timeout: float = Field(
         5.0, gt=0.0, description="Seconds to wait for an HTTP answer or a PUBACK"
     )
@@ -84,6 +99,13 @@ class Settings(ServiceSettings, MqttSettings, ObservabilitySettings):
     shutdown_timeout: float = Field(
         10.0, ge=0.0, description="Seconds to flush the buffer on SIGTERM"
     )
+
+    @model_validator(mode="after")
+    def _truck_only_features(self) -> Settings:
+        for name, on in (("edge", self.edge), ("ground_truth", self.ground_truth)):
+            if on and self.profile != "truck":
+                raise ValueError(f"{name} needs profile truck (health features are truck-only)")
+        return self
 
     @model_validator(mode="after")
     def _slice_of_fleet(self) -> Settings:

@@ -16,15 +16,24 @@ from datetime import UTC, datetime
 from opentelemetry import trace
 
 from devicefleet_common.devices import fleet_device_ids
+from devicefleet_common.features import (
+    FEATURES_KEY,
+    TRUTH_KEY,
+    FeatureWindow,
+    device_time,
+    edge_block,
+    sample_of,
+)
 from devicefleet_common.logging import get_logger
+from devicefleet_common.schemas import make_message_id
 from devicefleet_simulator import metrics
 from devicefleet_simulator.delivery import Delivery, ResiliencePolicy
 from devicefleet_simulator.faults import FaultInjector, FaultRates
-from devicefleet_simulator.http_transport import HttpTransport
+from devicefleet_simulator.http_transport import HttpBatchTransport, HttpTransport
 from devicefleet_simulator.ledger import Ledger
 from devicefleet_simulator.message import OutgoingMessage
 from devicefleet_simulator.mqtt_transport import MqttTransport
-from devicefleet_simulator.profiles import DeviceModel, make_model
+from devicefleet_simulator.profiles import DeviceModel, Reading, TruckModel, make_model
 from devicefleet_simulator.settings import Settings
 from devicefleet_simulator.stats import MessageStats
 from devicefleet_simulator.status import SimulatorStatus, create_status_app, status_server
@@ -39,9 +48,17 @@ class SimulatedDevice:
     device_id: str
     model: DeviceModel
     next_sequence: int = 0  # per boot, so (device, boot epoch, sequence) is unique
+    window: FeatureWindow | None = None  # edge mode: this device's last readings
 
 
 def build_transport(settings: Settings) -> Transport:
+    if settings.transport == "http" and settings.edge:
+        return HttpBatchTransport(
+            settings.ingest_url,
+            settings.request_timeout,
+            batch_max=settings.http_batch_max,
+            linger=settings.http_batch_linger,
+        )
     if settings.transport == "http":
         return HttpTransport(settings.ingest_url, settings.request_timeout)
     client_id = f"devicefleet-sim-{settings.fleet}-{settings.profile}-{settings.device_start_index}"
@@ -75,6 +92,7 @@ class Simulator:
                 breaker_fail_max=s.breaker_fail_max,
                 breaker_reset_timeout=s.breaker_reset_timeout,
                 buffer_size=s.buffer_size,
+                drain_batch=s.drain_batch,
             ),
             self.stats,
             self.ledger,
@@ -90,7 +108,11 @@ class Simulator:
             _rng(s.seed, "faults"),
         )
         self.devices = [
-            SimulatedDevice(device_id, make_model(s.profile, device_id, _rng(s.seed, device_id)))
+            SimulatedDevice(
+                device_id,
+                make_model(s.profile, device_id, _rng(s.seed, device_id)),
+                window=FeatureWindow() if s.edge else None,
+            )
             for device_id in fleet_device_ids(
                 s.profile, s.fleet, s.device_start_index, s.device_count
             )
@@ -119,6 +141,7 @@ class Simulator:
         sequence = device.next_sequence
         device.next_sequence += 1
         self.stats.count("generated")
+        self._annotate(device, sequence, reading)
         plan = self.faults.plan()
         message = OutgoingMessage(
             device_id=device.device_id,
@@ -153,6 +176,22 @@ class Simulator:
         )
         self.delivery.submit(message, jitter=plan.jitter)
         return message
+
+    def _annotate(self, device: SimulatedDevice, sequence: int, reading: Reading) -> None:
+        """Edge features and test-mode ground truth ride in reserved ``_`` payload keys.
+
+        Features are computed here, before any fault: the gateway sees every reading even
+        when the uplink later drops it.
+        """
+        payload = reading.payload
+        if device.window is not None:
+            sample = sample_of(device_time(payload["timestamp"]), payload)
+            message_id = make_message_id(device.device_id, self.settings.boot_epoch, sequence)
+            features = device.window.add(message_id, sample) if sample else None
+            if features is not None:
+                payload[FEATURES_KEY] = edge_block(features)
+        if self.settings.ground_truth and isinstance(device.model, TruckModel):
+            payload[TRUTH_KEY] = device.model.state
 
     async def _device_loop(self, slot: int, device: SimulatedDevice) -> None:
         interval = self.settings.publish_interval

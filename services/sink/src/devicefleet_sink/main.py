@@ -26,7 +26,7 @@ from devicefleet_common.lifecycle import run_until_signalled, start_observabilit
 from devicefleet_common.logging import get_logger
 from devicefleet_common.schemas import DecodedRecord
 from devicefleet_common.tracing import extract_pairs
-from devicefleet_sink.rows import Row, record_rows
+from devicefleet_sink.rows import Row, prediction_row, record_rows
 from devicefleet_sink.settings import Settings
 from devicefleet_sink.writer import MeasurementWriter
 
@@ -35,6 +35,9 @@ tracer = trace.get_tracer("devicefleet.sink")
 
 RECORDS = Counter("sink_records_total", "Decoded records consumed", ["outcome"])
 ROWS = Counter("sink_rows_total", "Measurement rows written", ["outcome"])
+PREDICTIONS_WRITTEN = Counter(
+    "sink_predictions_total", "Health predictions stored (new ones, not replays)"
+)
 BATCH_SIZE = Histogram(
     "sink_batch_size_records",
     "Records per batch",
@@ -79,8 +82,9 @@ class Sink:
             if batch:
                 self.handle_batch(batch)
 
-    def to_rows(self, batch: list[Message]) -> tuple[list[Row], int]:
+    def to_rows(self, batch: list[Message]) -> tuple[list[Row], list[Row], int]:
         rows: list[Row] = []
+        predictions: list[Row] = []
         dead = 0
         for msg in batch:
             with tracer.start_as_current_span(
@@ -103,19 +107,21 @@ class Sink:
                     log.warning("record dead-lettered", reason="invalid_record", detail=detail)
                     continue
                 rows.extend(record_rows(record))
+                if (prediction := prediction_row(record)) is not None:
+                    predictions.append(prediction)
                 with structlog.contextvars.bound_contextvars(
                     message_id=record.message_id, device_id=record.device_id
                 ):
                     log.debug("record staged", rows=len(record.measurements))
-        return rows, dead
+        return rows, predictions, dead
 
     def handle_batch(self, batch: list[Message]) -> None:
         started = time.perf_counter()
-        rows, dead = self.to_rows(batch)
+        rows, predictions, dead = self.to_rows(batch)
         backoff = 0.5
         while True:
             try:
-                result = self.writer.write(rows) if rows else None
+                result = self.writer.write(rows, predictions) if rows else None
                 break
             except psycopg.Error as exc:
                 # Keep the batch and try again: its offsets are not committed, so even a
@@ -141,12 +147,14 @@ class Sink:
         if result is not None:
             ROWS.labels("inserted").inc(result.inserted)
             ROWS.labels("duplicate").inc(result.duplicates)
+            PREDICTIONS_WRITTEN.inc(result.predictions_inserted)
             log.info(
                 "batch written",
                 records=len(batch),
                 rows=len(rows),
                 inserted=result.inserted,
                 duplicates=result.duplicates,
+                predictions=result.predictions_inserted,
                 hourly_buckets=result.hourly_buckets,
                 dead_lettered=dead,
                 seconds=round(time.perf_counter() - started, 4),

@@ -1,4 +1,5 @@
-"""Decoded records → rows of ``iot_measurements``. Pure functions."""
+"""Decoded records → rows of ``iot_measurements`` and ``device_health_predictions``.
+Pure functions."""
 
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ COLUMNS = (
     "component_type",
     "connector_mode",
     "attributes",
+)
+
+PREDICTION_COLUMNS = (
+    "time",
+    "device_id",
+    "fleet",
+    "message_id",
+    "model_version",
+    "state",
+    "probabilities",
+    "features",
+    "features_source",
+    "true_state",
 )
 
 Row = tuple[Any, ...]
@@ -46,6 +60,25 @@ def record_rows(record: DecodedRecord) -> list[Row]:
         )
         for m in record.measurements
     ]
+
+
+def prediction_row(record: DecodedRecord) -> Row | None:
+    """The health prediction made at this reading, if any (same time and message id)."""
+    health = record.health
+    if health is None:
+        return None
+    return (
+        datetime.fromtimestamp(record.timestamp, tz=UTC),
+        record.device_id,
+        record.attributes.get("fleet"),
+        record.message_id,
+        health.model_version,
+        health.state,
+        orjson.dumps(health.probabilities).decode(),
+        orjson.dumps(health.features).decode(),
+        health.features_source,
+        health.true_state,
+    )
 
 
 def days_of(rows: list[Row]) -> set[date]:
