@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 UV ?= uv
 
-.PHONY: help install up up-processes down status stack-up stack-down images lint charts tools test test-unit test-integration demo-rows clean
+.PHONY: help install up up-processes down status stack-up stack-down images lint charts tools test test-unit test-integration demo-rows health-train health-eval clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -44,8 +44,8 @@ images: ## build the images without Docker and import them into the real node (n
 	else echo "no real node (not root or DEVSTACK_NODE=off): images not needed"; fi
 
 lint: install ## ruff + mypy
-	$(UV) run ruff check services operator tests scripts devstack bench
-	$(UV) run ruff format --check services operator tests scripts devstack bench
+	$(UV) run ruff check services operator ml tests scripts devstack bench
+	$(UV) run ruff format --check services operator ml tests scripts devstack bench
 	$(UV) run mypy
 
 charts: ## package chart dependencies and `helm lint --strict` every chart (needs stack-up's helm)
@@ -62,6 +62,12 @@ test-unit: install
 
 test-integration: install stack-up charts images
 	$(UV) run pytest tests/integration
+
+health-train: install ## retrain the truck health model (writes the processor's artifact, ~1.5 min)
+	$(UV) run devicefleet-ml train
+
+health-eval: install ## score the model on a simulated fleet: docs/health/evaluation.md + plots
+	$(UV) run devicefleet-ml evaluate
 
 demo-rows: ## decoded rows of the demo fleets in the last minute, per fleet
 	@source devstack/lib.sh && PGPASSWORD=$$PG_PASSWORD psql -h 127.0.0.1 -p $$PG_PORT \

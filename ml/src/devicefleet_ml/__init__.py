@@ -1,0 +1,1 @@
+"""Offline training and evaluation of the truck health model."""
