@@ -237,3 +237,33 @@ async def test_a_malformed_reading_travels_alone() -> None:
     await delivery.wait_idle()
     assert sorted(r.url.path for r in requests) == ["/ingest", "/ingest/batch"]
     assert (delivery.stats.acknowledged, delivery.stats.rejected) == (1, 1)
+
+
+async def test_after_an_outage_the_gateway_catches_up_while_readings_keep_coming() -> None:
+    """The drain flushes its chunk at once: were each round to wait for the linger time,
+    new readings would keep the buffer from ever emptying (and delivery off the live path)."""
+    down = True
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.01)
+        if down:
+            raise httpx.ConnectError("refused")
+        return _all_accepted(request)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    transport = HttpBatchTransport("http://127.0.0.1:1", 1.0, linger=0.2, client=client)
+    delivery = Delivery(transport, FAST, MessageStats())
+    await transport.start()
+    drain = asyncio.create_task(delivery.run_drain())
+    try:
+        for seq in range(150):  # 50 readings/s for 3 s; the backend is back after 1 s
+            delivery.submit(make_message(seq))
+            await asyncio.sleep(0.02)
+            down = seq < 50
+        assert delivery.breaker_state == "closed"
+        assert len(delivery.buffer) <= 5, "caught up, back on the live path"
+        async with asyncio.timeout(5):
+            await delivery.wait_idle()
+    finally:
+        drain.cancel()
+    assert delivery.stats.acknowledged == 150

@@ -349,7 +349,13 @@ class Delivery:
         chunk = list(itertools.islice(self.buffer, size))
         self._sending_head = len(chunk)
         try:
-            outcomes = await asyncio.gather(*(self._drain_one(m) for m in chunk))
+            sends = [asyncio.ensure_future(self._drain_one(m)) for m in chunk]
+            # A batching transport would otherwise hold the chunk for its linger time; once
+            # every send has reached it (one loop turn), the chunk goes out as it is.
+            await asyncio.sleep(0)
+            if flush := getattr(self.transport, "flush", None):
+                flush()
+            outcomes = await asyncio.gather(*sends)
         finally:
             self._sending_head = 0
         # Nothing is inserted in front of the chunk while it is out, so it is still the head.

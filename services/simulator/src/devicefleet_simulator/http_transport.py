@@ -127,14 +127,15 @@ class HttpBatchTransport(HttpTransport):
         pending = _Pending(message, loop.create_future())
         self._pending.append(pending)
         if len(self._pending) >= self._batch_max:
-            self._flush()
+            self.flush()
         elif self._flusher is None:
-            self._flusher = loop.call_later(self._linger, self._flush)
+            self._flusher = loop.call_later(self._linger, self.flush)
         # Cancelled (shutdown): the batch may still get through; delivery keeps the message
         # and its next send is answered "duplicate", so nothing is counted twice.
         return await pending.ack
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what is pending now (delivery calls this for a chunk of its buffer)."""
         if self._flusher is not None:
             self._flusher.cancel()
             self._flusher = None
@@ -197,7 +198,7 @@ class HttpBatchTransport(HttpTransport):
         raise TransientError(f"http {response.status_code}: unexpected answer to a batch")
 
     async def close(self) -> None:
-        self._flush()
+        self.flush()
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
         await super().close()
