@@ -74,6 +74,8 @@ def simulator_env(
         "BREAKER_FAIL_MAX": spec.breaker_fail_max,
         "BREAKER_RESET_TIMEOUT": spec.breaker_reset_timeout,
         "BUFFER_SIZE": spec.buffer_size,
+        "EDGE": str(spec.edge).lower(),
+        "GROUND_TRUTH": str(spec.ground_truth).lower(),
         "STATUS_HOST": "0.0.0.0",
         "STATUS_PORT": STATUS_PORT,
         "LOG_LEVEL": config.log_level,

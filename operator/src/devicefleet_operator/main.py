@@ -19,6 +19,7 @@ from prometheus_client import Gauge
 
 from devicefleet_common.logging import get_logger, setup_logging
 from devicefleet_common.metrics import serve_metrics
+from devicefleet_operator.builders import fleet_id
 from devicefleet_operator.constants import (
     ANNOTATION_PREFIX,
     GROUP,
@@ -29,8 +30,9 @@ from devicefleet_operator.constants import (
     VERSION,
     Phase,
 )
-from devicefleet_operator.handlers.observe import observe_fleet
+from devicefleet_operator.handlers.observe import observe_fleet, observe_health
 from devicefleet_operator.handlers.reconcile import fleet_spec, reconcile_children
+from devicefleet_operator.health import HealthReader
 from devicefleet_operator.poller import PodTarget
 from devicefleet_operator.registry import register_fleet_devices
 from devicefleet_operator.settings import Settings
@@ -67,13 +69,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube_config.load_kube_config()  # type: ignore[no-untyped-call]
     memo.http = httpx.AsyncClient(timeout=CONFIG.status_timeout)
     memo.limiter = asyncio.Semaphore(CONFIG.status_concurrency)
+    memo.health = HealthReader(CONFIG.database_url) if CONFIG.database_url else None
     serve_metrics(CONFIG.metrics_port, CONFIG.metrics_host)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    """Close the HTTP client."""
+    """Close the HTTP client and the database connection."""
     await memo.http.aclose()
+    if memo.health is not None:
+        memo.health.close()
 
 
 @kopf.on.probe(id="fleets")
@@ -190,6 +195,16 @@ async def observe(
         memo.http,
         memo.limiter,
     )
+    if memo.health is not None and fleet.profile == "truck":
+        health = await observe_health(
+            memo.health,
+            fleet_id(namespace, name),
+            fleet.devices,
+            status.get("health"),
+            CONFIG.health_stale_after,
+        )
+        if health is not None and health != dict(status.get("health") or {}):
+            changes["health"] = health
     patch.status.update(changes)
     for event_type, reason, message in events:
         kopf.event(body, type=event_type, reason=reason, message=message)

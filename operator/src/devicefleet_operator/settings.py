@@ -43,3 +43,6 @@ class Settings(ServiceSettings, ObservabilitySettings):
         description="Device registry (libpq URL) each fleet's devices are added to; "
         "empty = registered elsewhere",
     )
+    health_stale_after: float = Field(
+        300.0, gt=0, description="A device's health prediction older than this counts as unknown"
+    )

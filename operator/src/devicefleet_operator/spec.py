@@ -47,6 +47,8 @@ class FleetSpec:
     breaker_reset_timeout: float = 60.0
     buffer_size: int = 10_000
     paused: bool = False
+    edge: bool = False
+    ground_truth: bool = False
     image: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +72,13 @@ def parse_spec(spec: Mapping[str, Any]) -> FleetSpec:
     resilience = spec.get("resilience") or {}
     retry = resilience.get("retry") or {}
     breaker = resilience.get("circuitBreaker") or {}
+    edge = (spec.get("edge") or {}).get("enabled")
+    # The CRD cannot default by profile: trucks have edge gateways unless told otherwise.
+    edge = profile == "truck" if edge is None else bool(edge)
+    ground_truth = bool(spec.get("groundTruth", False))
+    for field_name, on in (("spec.edge.enabled", edge), ("spec.groundTruth", ground_truth)):
+        if on and profile != "truck":
+            raise InvalidSpec(f"{field_name} needs profile truck, got {profile}")
     per_pod = int(spec.get("devicesPerPod", 100))
     if per_pod < 1:
         raise InvalidSpec(f"spec.devicesPerPod must be >= 1, got {per_pod}")
@@ -96,6 +105,8 @@ def parse_spec(spec: Mapping[str, Any]) -> FleetSpec:
         ),
         buffer_size=int(resilience.get("bufferSize", 10_000)),
         paused=bool(spec.get("paused", False)),
+        edge=edge,
+        ground_truth=ground_truth,
         image=spec.get("image"),
         resources=dict(spec.get("resources") or {}),
     )

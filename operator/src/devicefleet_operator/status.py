@@ -174,6 +174,36 @@ def compute_status(
     }
 
 
+HEALTH_KEYS = ("normal", "degrading", "critical", "maintenance")
+
+
+def health_summary(
+    rows: Sequence[tuple[str, int, str | None]],
+    devices: int,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    """``status.health`` from (state, devices, newest model) rows of fresh predictions.
+
+    ``observedAt`` moves only when a count does, so an unchanged fleet writes nothing.
+    """
+    counts = dict.fromkeys(HEALTH_KEYS, 0)
+    model: str | None = None
+    for state, n, version in rows:
+        if state in counts:
+            counts[state] += n
+            model = model or version
+    counts["unknown"] = max(0, devices - sum(counts.values()))
+    before = previous or {}
+    changed = any(before.get(k) != v for k, v in counts.items())
+    health: dict[str, Any] = dict(counts)
+    if model or before.get("modelVersion"):
+        health["modelVersion"] = model or before.get("modelVersion")
+    observed = now if changed else before.get("observedAt", now)
+    health["observedAt"] = observed
+    return health
+
+
 def status_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """Only the keys whose value changed; empty when nothing did (then nothing is written)."""
     return {k: v for k, v in new.items() if previous.get(k) != v}

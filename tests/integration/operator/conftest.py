@@ -15,13 +15,17 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from devicefleet_bootstrap.main import migrate
+from devicefleet_bootstrap.settings import Settings as BootstrapSettings
 from devicefleet_operator.constants import GROUP, PLURAL, VERSION
+from tests.integration.conftest import DATABASE_URL
 from tests.support import REPO, ServiceProcess, free_port, wait_for
 
 STATE = Path(os.environ.get("DEVSTACK_STATE", Path.home() / ".local/state/devicefleet"))
 KUBECONFIG = str(STATE / "kubeconfig")
 KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 RUN = uuid.uuid4().hex[:6]
+HEALTH_STALE_AFTER = 60  # seconds: a prediction older than this no longer counts
 
 
 def _devstack_tool(
@@ -75,9 +79,11 @@ def cluster() -> client.ApiClient:
 
 @pytest.fixture(scope="session")
 def operator(
-    cluster: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+    cluster: client.ApiClient, stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    """One operator for the session, watching only this session's namespaces."""
+    """One operator for the session, watching only this session's namespaces; it registers
+    fleets' devices in, and reads their health predictions from, the stack's database."""
+    migrate(BootstrapSettings(database_url=DATABASE_URL))
     liveness = free_port()
     env = {
         "KUBECONFIG": KUBECONFIG,
@@ -92,6 +98,8 @@ def operator(
         "OPERATOR_METRICS_PORT": str(free_port()),
         "OPERATOR_LIVENESS_PORT": str(liveness),
         "OPERATOR_LOG_LEVEL": "DEBUG",
+        "OPERATOR_DATABASE_URL": DATABASE_URL,
+        "OPERATOR_HEALTH_STALE_AFTER": str(HEALTH_STALE_AFTER),
     }
     process = ServiceProcess(
         "operator",

@@ -119,3 +119,35 @@ def test_fleet_id_is_bounded_and_unique() -> None:
     long_a, long_b = fleet_id("n" * 40, "a" * 60), fleet_id("n" * 40, "b" * 60)
     assert len(long_a) <= 63
     assert long_a != long_b
+
+
+@pytest.mark.parametrize(
+    ("spec", "edge", "truth"),
+    [
+        ({"profile": "truck"}, True, False),  # trucks have edge gateways unless told otherwise
+        ({"profile": "truck", "edge": {"enabled": False}}, False, False),
+        ({"profile": "truck", "edge": {}, "groundTruth": True}, True, True),
+        ({"profile": "f2"}, False, False),
+        ({"profile": "generic", "edge": {"enabled": False}}, False, False),
+    ],
+)
+def test_edge_defaults_by_profile_and_reaches_the_pods(
+    spec: dict[str, object], edge: bool, truth: bool
+) -> None:
+    fleet = parse_spec(spec)
+    assert (fleet.edge, fleet.ground_truth) == (edge, truth)
+    env = env_of(build_statefulset("ns", "f", fleet, CONFIG))
+    assert env["SIMULATOR_EDGE"] == str(edge).lower()
+    assert env["SIMULATOR_GROUND_TRUTH"] == str(truth).lower()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"profile": "generic", "edge": {"enabled": True}},
+        {"profile": "f2", "groundTruth": True},
+    ],
+)
+def test_edge_and_ground_truth_are_for_trucks_only(spec: dict[str, object]) -> None:
+    with pytest.raises(InvalidSpec, match="needs profile truck"):
+        parse_spec(spec)

@@ -7,6 +7,7 @@ from devicefleet_operator.status import (
     PodObservation,
     breaker_events,
     compute_status,
+    health_summary,
     status_patch,
 )
 
@@ -99,3 +100,25 @@ def test_breaker_events() -> None:
         ("Normal", "CircuitBreakersClosed", "all publishers' circuit breakers are closed")
     ]
     assert breaker_events(recovered, recovered) == []
+
+
+def test_health_counts_fresh_predictions_and_the_rest_as_unknown() -> None:
+    rows = [("normal", 6, "truck-health-v1"), ("degrading", 2, "truck-health-v1"),
+            ("critical", 1, "truck-health-v1")]  # fmt: skip
+    health = health_summary(rows, devices=10, previous=None, now="2026-01-01T00:00:00Z")
+    assert health == {
+        "normal": 6, "degrading": 2, "critical": 1, "maintenance": 0, "unknown": 1,
+        "modelVersion": "truck-health-v1", "observedAt": "2026-01-01T00:00:00Z",
+    }  # fmt: skip
+    # Same counts later: nothing moves, so nothing is written.
+    again = health_summary(rows, devices=10, previous=health, now="2026-01-01T00:05:00Z")
+    assert again == health
+    fewer = health_summary(rows[:1], devices=10, previous=health, now="2026-01-01T00:06:00Z")
+    assert (fewer["degrading"], fewer["unknown"]) == (0, 4)
+    assert fewer["observedAt"] == "2026-01-01T00:06:00Z"
+
+
+def test_health_without_predictions_is_all_unknown() -> None:
+    health = health_summary([], devices=3, previous=None, now="2026-01-01T00:00:00Z")
+    assert health["unknown"] == 3
+    assert "modelVersion" not in health

@@ -8,12 +8,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 
+from devicefleet_common.logging import get_logger
 from devicefleet_operator.builders import selector_string
 from devicefleet_operator.constants import STATUS_PORT
+from devicefleet_operator.health import HealthReader
 from devicefleet_operator.poller import PodTarget, observe_pods
 from devicefleet_operator.spec import FleetSpec
-from devicefleet_operator.status import breaker_events, compute_status, status_patch
+from devicefleet_operator.status import (
+    breaker_events,
+    compute_status,
+    health_summary,
+    status_patch,
+)
+
+log = get_logger("devicefleet.operator.observe")
 
 
 def now_rfc3339() -> str:
@@ -38,3 +48,19 @@ async def observe_fleet(
         spec, generation, selector_string(name), observations, previous, now_rfc3339()
     )
     return status_patch(previous, new), breaker_events(previous, new)
+
+
+async def observe_health(
+    reader: HealthReader,
+    fleet: str,
+    devices: int,
+    previous: Mapping[str, Any] | None,
+    stale_after: float,
+) -> dict[str, Any] | None:
+    """The fleet's ``status.health``; None (keep what is there) if the database is away."""
+    try:
+        rows = await asyncio.to_thread(reader.fleet_states, fleet, stale_after)
+    except psycopg.Error as exc:
+        log.warning("health predictions unreadable", fleet=fleet, error=type(exc).__name__)
+        return None
+    return health_summary(rows, devices, previous, now_rfc3339())
