@@ -598,6 +598,76 @@ def fleets() -> Board:
             width=6,
         ),
     )
+    b.row("Predictive health")
+    b.add(
+        graph(
+            "Machines by predicted state",
+            "Trucks whose newest health prediction (younger than 5 minutes) is in each state, "
+            "per fleet. MachineDegrading fires on degrading or critical.",
+            "short",
+            [
+                Q(
+                    f"sum by (fleet, state) (ml_devices_predicted{sel('processor')})",
+                    "{{fleet}} {{state}}",
+                )
+            ],
+            width=8,
+            stacked=True,
+        ),
+        graph(
+            "Predictions",
+            "Health predictions per second, by predicted state and by who computed the "
+            "features (edge gateway or processor).",
+            "ops",
+            [
+                Q(
+                    sum_rate("state, source", "ml_predictions_total", "processor"),
+                    "{{state}} ({{source}})",
+                )
+            ],
+            width=8,
+        ),
+        graph(
+            "Inference latency",
+            "Model inference time per prediction (features excluded).",
+            "s",
+            [
+                Q(quantile(q, "ml_prediction_duration_seconds", "processor"), f"p{int(q * 100)}")
+                for q in (0.5, 0.95, 0.99)
+            ],
+            width=8,
+        ),
+        single(
+            "Live accuracy",
+            "Share of correct predictions among the last 1,000 that carried the simulator's "
+            "ground truth. Only fleets with groundTruth: true report it; empty otherwise.",
+            "percentunit",
+            [
+                Q(
+                    f"min by (model_version) (ml_prediction_accuracy{sel('processor')})",
+                    "{{model_version}}",
+                )
+            ],
+            _thresholds((None, "red"), (0.9, "orange"), (0.97, "green")),
+            width=6,
+        ),
+        graph(
+            "Edge features refused",
+            "Feature vectors from edge gateways the processor refused (it computed its own "
+            "instead), by reason. Non-zero: the edge and the processor disagree on the feature "
+            "set.",
+            "ops",
+            [Q(sum_rate("reason", "ml_edge_features_rejected_total", "processor"), "{{reason}}")],
+            width=6,
+        ),
+        graph(
+            "Prediction errors",
+            "Readings stored without a prediction because scoring failed.",
+            "ops",
+            [Q(f"sum (rate(ml_prediction_errors_total{sel('processor')}[{RATE}]))", "errors")],
+            width=12,
+        ),
+    )
     return b
 
 

@@ -186,8 +186,16 @@ def monitored(pipeline: Pipeline) -> Iterator[Pipeline]:
             pipeline, "sim-generic-mqtt", "generic", "mqtt", malformed_rate=0.05
         ),
         # HTTP to the session's ingest: duplicates answered 409, malformed 400.
+        # An edge gateway in test mode: health predictions and their live accuracy.
         "sim-truck-http": simulator(
-            pipeline, "sim-truck-http", "truck", "http", pipeline.ingest_url, malformed_rate=0.05
+            pipeline,
+            "sim-truck-http",
+            "truck",
+            "http",
+            pipeline.ingest_url,
+            malformed_rate=0.05,
+            edge=True,
+            ground_truth=True,
         ),
         "sim-outage-http": simulator(
             pipeline,

@@ -50,6 +50,8 @@ EDGE_FEATURES_REJECTED = Counter(
     ["reason"],
 )
 PREDICTION_ERRORS = Counter("ml_prediction_errors_total", "Readings left unscored by an error")
+for _reason in ("invalid_features", "feature_set_mismatch"):
+    EDGE_FEATURES_REJECTED.labels(_reason)  # exported as 0 from the start, so rate() works
 
 ACCURACY_WINDOW = 1000
 GAUGE_REFRESH_SECONDS = 1.0
