@@ -65,14 +65,17 @@ class HttpTransport:
             self._client = httpx.AsyncClient(timeout=self._timeout)
 
     async def send(self, message: OutgoingMessage) -> Ack:
-        if self._client is None:
-            raise TransientError("http client not started")
         headers = {"content-type": "application/json", MESSAGE_ID_HEADER: message.message_id}
         propagate.inject(headers)  # traceparent of the message's span (the current one)
+        response = await self._post(self._url, message.http_body(), headers)
+        return classify_response(response.status_code, response.headers.get("retry-after"))
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """One POST; no answer at all (timeout, refused, reset) is a ``TransientError``."""
+        if self._client is None:
+            raise TransientError("http client not started")
         try:
-            response = await self._client.post(
-                self._url, content=message.http_body(), headers=headers
-            )
+            response = await self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             self._reachable = False
             raise TransientError(f"timeout: {type(exc).__name__}") from exc
@@ -80,7 +83,7 @@ class HttpTransport:
             self._reachable = False
             raise TransientError(f"connection error: {type(exc).__name__}") from exc
         self._reachable = True
-        return classify_response(response.status_code, response.headers.get("retry-after"))
+        return response
 
     async def close(self) -> None:
         if self._client is not None:
@@ -147,7 +150,7 @@ class HttpBatchTransport(HttpTransport):
 
     async def _post_batch(self, batch: list[_Pending]) -> None:
         try:
-            acks = await self._post(batch)
+            acks = await self._post_items(batch)
         except Exception as exc:  # every waiter gets the batch's fate
             for item in batch:
                 if not item.ack.done():
@@ -161,23 +164,11 @@ class HttpBatchTransport(HttpTransport):
             else:
                 item.ack.set_result(ack)
 
-    async def _post(self, batch: list[_Pending]) -> list[Ack | BaseException]:
-        if self._client is None:
-            raise TransientError("http client not started")
+    async def _post_items(self, batch: list[_Pending]) -> list[Ack | BaseException]:
         body = {"messages": [item.message.envelope() for item in batch]}
-        try:
-            response = await self._client.post(
-                self._batch_url,
-                content=orjson.dumps(body),
-                headers={"content-type": "application/json"},
-            )
-        except httpx.TimeoutException as exc:
-            self._reachable = False
-            raise TransientError(f"timeout: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            self._reachable = False
-            raise TransientError(f"connection error: {type(exc).__name__}") from exc
-        self._reachable = True
+        response = await self._post(
+            self._batch_url, orjson.dumps(body), {"content-type": "application/json"}
+        )
         if response.status_code == 200:
             results = response.json().get("results", [])
             if len(results) != len(batch):
