@@ -53,9 +53,11 @@ def test_the_evaluation_page_is_current_and_its_claims_hold(tmp_path: object) ->
     page = report.markdown(result, title, cli.simulated_source(seed, trucks, minutes))
     assert (DOCS / "evaluation.md").read_text() == page, "run `make health-eval`"
     assert minutes >= 10  # the issue asks for at least 10 minutes of simulated time
-    assert result.macro_f1 >= 0.95
+    # The claims docs/health.md makes.
+    assert result.macro_f1 >= 0.9
     degrading = next(d for d in result.detections if d.state == "degrading")
     assert degrading.episodes >= 100
-    assert degrading.missed <= degrading.episodes * 0.05
+    assert degrading.detected >= degrading.episodes * 0.8
+    assert (degrading.quantile(0.5) or 99) <= 15
     for image in ("confusion-matrix.png", "detection-delay.png"):
         assert (DOCS / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

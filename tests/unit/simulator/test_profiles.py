@@ -16,6 +16,7 @@ from devicefleet_simulator.profiles.rs485 import (
     encode_register,
     encode_sensor,
 )
+from devicefleet_simulator.profiles.truck import DEGRADING_ONSET_TICKS, PROFILES, degrading_profile
 from devicefleet_simulator.settings import Settings
 
 NOW = datetime(2025, 5, 26, 18, 34, 4, 928000, tzinfo=UTC)
@@ -155,3 +156,12 @@ def test_pod_index_selects_a_stable_slice_of_the_fleet() -> None:
     assert (last.device_start_index, last.device_count) == (200, 50)
     with pytest.raises(ValueError, match="has no devices"):
         Settings(pod_index=3, device_count=100, fleet_devices=250)
+
+
+def test_truck_degradation_sets_in_gradually() -> None:
+    first, half = degrading_profile(1), degrading_profile(DEGRADING_ONSET_TICKS // 2)
+    normal, degraded = PROFILES["normal"], PROFILES["degrading"]
+    assert normal.vibration_mm_s.mean < first.vibration_mm_s.mean < half.vibration_mm_s.mean
+    assert first.vibration_mm_s.mean - normal.vibration_mm_s.mean < normal.vibration_mm_s.sd
+    assert degrading_profile(DEGRADING_ONSET_TICKS) == degraded
+    assert degrading_profile(10 * DEGRADING_ONSET_TICKS) == degraded

@@ -1,8 +1,10 @@
 """Mining haul truck (seed 000): a hidden health state drives the sensor distributions.
 
 normal -> degrading -> critical -> maintenance -> normal, with small per-tick probabilities
-(degrading may also recover). The state is deliberately NOT in the payload: a later
-predictive-maintenance model is scored against ``TruckModel.state``.
+(degrading may also recover). Degradation sets in gradually: over its first
+``DEGRADING_ONSET_TICKS`` readings the sensors drift from normal to fully degraded values,
+so an early degrading truck looks almost normal and detecting it takes time. The state is
+deliberately NOT in the payload: the health model is scored against ``TruckModel.state``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,25 @@ PROFILES: dict[TruckState, StateProfile] = {
 }
 
 RATED_PAYLOAD_T = 220.0
+DEGRADING_ONSET_TICKS = 60
+
+
+def _blend(a: Gauss, b: Gauss, share: float) -> Gauss:
+    return Gauss(a.mean + (b.mean - a.mean) * share, a.sd + (b.sd - a.sd) * share)
+
+
+def degrading_profile(ticks_in_state: int) -> StateProfile:
+    """The sensors ``ticks_in_state`` readings into a degradation (1 = its first)."""
+    share = min(1.0, ticks_in_state / DEGRADING_ONSET_TICKS)
+    normal, degraded = PROFILES["normal"], PROFILES["degrading"]
+    return StateProfile(
+        _blend(normal.engine_temp_c, degraded.engine_temp_c, share),
+        _blend(normal.oil_pressure_kpa, degraded.oil_pressure_kpa, share),
+        _blend(normal.vibration_mm_s, degraded.vibration_mm_s, share),
+        _blend(normal.rpm, degraded.rpm, share),
+        _blend(normal.speed_kmh, degraded.speed_kmh, share),
+        normal.fuel_burn_pct + (degraded.fuel_burn_pct - normal.fuel_burn_pct) * share,
+    )
 
 
 class TruckModel:
@@ -67,6 +88,7 @@ class TruckModel:
         self._rng = rng
         self._topic = truck_topic(device_id)
         self._state: TruckState = "normal"
+        self._ticks_in_state = 0
         self._fuel = rng.uniform(40.0, 100.0)
         self._loaded = rng.random() < 0.5
 
@@ -76,17 +98,23 @@ class TruckModel:
         return self._state
 
     def _advance(self) -> None:
+        self._ticks_in_state += 1
         draw = self._rng.random()
         for target, probability in TRANSITIONS[self._state]:
             if draw < probability:
                 self._state = target
+                self._ticks_in_state = 1
                 return
             draw -= probability
 
     def tick(self, now: datetime) -> Reading:
         self._advance()
         rng = self._rng
-        p = PROFILES[self._state]
+        p = (
+            degrading_profile(self._ticks_in_state)
+            if self._state == "degrading"
+            else PROFILES[self._state]
+        )
 
         def sample(g: Gauss, low: float = 0.0) -> float:
             return max(low, rng.gauss(g.mean, g.sd))
