@@ -11,7 +11,10 @@ import psycopg
 import pytest
 
 from devicefleet_common.features import WINDOW
-from tests.integration.conftest import Pipeline
+from devicefleet_ml import cli
+from devicefleet_ml.evaluate import evaluate
+from devicefleet_ml.report import from_database
+from tests.integration.conftest import DATABASE_URL, Pipeline
 from tests.integration.test_simulators import final_summary, ledger_ids, simulator, stored_ids
 from tests.support import ServiceProcess, wait_for
 
@@ -93,6 +96,14 @@ def test_edge_readings_and_predictions_are_stored_exactly_once_under_faults(
     wait_for(lambda: stored_ids(db, fleet) == good, 60, message=f"the readings of {fleet}")
     rows = check_predictions(db, fleet, good, source="edge")
     assert len(rows[0]["features"]) == 28
+    if transport == "http":
+        # The evaluation command scores a live run from the same table.
+        out = tmp_path / "evaluation"
+        args = ["evaluate", "--database", DATABASE_URL, "--fleet", fleet, "--out", str(out)]
+        assert cli.main(args) == 0
+        report = evaluate(from_database(DATABASE_URL, fleet))
+        assert report.scored == len(rows)
+        assert f"{len(rows):,}" in (out / "evaluation.md").read_text()
 
 
 def test_processor_computes_features_for_trucks_without_an_edge(

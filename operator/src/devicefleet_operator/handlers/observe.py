@@ -13,7 +13,7 @@ import psycopg
 from devicefleet_common.logging import get_logger
 from devicefleet_operator.builders import selector_string
 from devicefleet_operator.constants import STATUS_PORT
-from devicefleet_operator.health import HealthReader
+from devicefleet_operator.health import HealthReadBusy, HealthReader
 from devicefleet_operator.poller import PodTarget, observe_pods
 from devicefleet_operator.spec import FleetSpec
 from devicefleet_operator.status import (
@@ -62,5 +62,7 @@ async def observe_health(
         rows = await asyncio.to_thread(reader.fleet_states, fleet, stale_after)
     except psycopg.Error as exc:
         log.warning("health predictions unreadable", fleet=fleet, error=type(exc).__name__)
+        return None
+    except HealthReadBusy:
         return None
     return health_summary(rows, devices, previous, now_rfc3339())
