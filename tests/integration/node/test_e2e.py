@@ -76,6 +76,15 @@ def release(real_node: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
             api.delete_namespaced_custom_object(
                 GROUP, VERSION, NAMESPACE, PLURAL, item["metadata"]["name"]
             )
+        # The release's operator holds the fleets' finalizers: uninstalling it before it has
+        # let go would leave the namespace terminating for ever.
+        wait_for(
+            lambda: (
+                not api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]
+            ),
+            60,
+            message="the operator to finalize the deleted fleets",
+        )
         helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m", check=False)
         delete_namespace(NAMESPACE)
 
@@ -207,10 +216,11 @@ def test_ingest_outage_opens_breakers_and_recovery_delivers_exactly_once(
     apps.patch_namespaced_deployment_scale(ingest, NAMESPACE, {"spec": {"replicas": 1}})
     for name in HTTP_FLEETS:
         wait_breakers(name, "closed", 120, "closed again after ingest is back")
+        # Buffers empty is the point. inFlight may never read 0 at the same instant: an edge
+        # gateway holds live readings for its batch linger (0.2 s) at all times.
         wait_for(
             lambda n=name: all(  # type: ignore[misc]
-                s["messages"]["buffered"] == 0 and s["messages"]["inFlight"] == 0
-                for s in simulator_status(n)
+                s["messages"]["buffered"] == 0 for s in simulator_status(n)
             ),
             120,
             interval=1,
