@@ -267,3 +267,17 @@ async def test_after_an_outage_the_gateway_catches_up_while_readings_keep_coming
     finally:
         drain.cancel()
     assert delivery.stats.acknowledged == 150
+
+
+async def test_a_cancelled_reading_is_not_sent_later() -> None:
+    """Shutdown cancels sends; their readings stay in the buffer, so a later flush (close)
+    must not deliver them behind delivery's back."""
+    delivery, requests = _batch_delivery(_all_accepted)
+    transport = delivery.transport
+    await transport.start()
+    sending = asyncio.create_task(transport.send(make_message(0)))
+    await asyncio.sleep(0)
+    sending.cancel()
+    await asyncio.gather(sending, return_exceptions=True)
+    await transport.close()
+    assert requests == []

@@ -348,14 +348,17 @@ class Delivery:
         size = self.policy.drain_batch if self.breaker_state == "closed" else 1
         chunk = list(itertools.islice(self.buffer, size))
         self._sending_head = len(chunk)
+        sends = asyncio.gather(*(self._drain_one(m) for m in chunk))
         try:
-            sends = [asyncio.ensure_future(self._drain_one(m)) for m in chunk]
             # A batching transport would otherwise hold the chunk for its linger time; once
             # every send has reached it (one loop turn), the chunk goes out as it is.
             await asyncio.sleep(0)
             if flush := getattr(self.transport, "flush", None):
                 flush()
-            outcomes = await asyncio.gather(*sends)
+            outcomes = await sends
+        except asyncio.CancelledError:
+            sends.cancel()  # no send outlives the drain (shutdown): the chunk stays buffered
+            raise
         finally:
             self._sending_head = 0
         # Nothing is inserted in front of the chunk while it is out, so it is still the head.

@@ -142,7 +142,9 @@ class HttpBatchTransport(HttpTransport):
         if self._flusher is not None:
             self._flusher.cancel()
             self._flusher = None
-        batch, self._pending = self._pending, []
+        # A reading whose sender was cancelled (shutdown) went back to the buffer: not sent.
+        batch = [item for item in self._pending if not item.ack.done()]
+        self._pending = []
         if batch:
             task = asyncio.get_running_loop().create_task(self._post_batch(batch))
             self._flushes.add(task)
