@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 UV ?= uv
 
-.PHONY: help install up up-processes down status stack-up stack-down images lint charts tools test test-unit test-integration demo-rows health-train health-eval clean
+.PHONY: help install up up-processes down status stack-up stack-down images lint charts tools test test-unit test-integration demo-rows health-train health-eval bench clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ test-integration: install stack-up charts images
 
 health-train: install ## retrain the truck health model (writes the processor's artifact, ~1.5 min)
 	$(UV) run devicefleet-ml train
+
+bench: install stack-up ## benchmarks vs raw baselines → docs/BENCHMARKS.md (ONLY=P3,P4 QUICK=1)
+	$(UV) run python -m bench $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
 
 health-eval: install ## score the model on a simulated fleet: docs/health/evaluation.md + plots
 	$(UV) run devicefleet-ml evaluate

@@ -54,7 +54,7 @@ def main() -> int:
         "OPERATOR_METRICS_PORT": "18185",
         "OPERATOR_LIVENESS_PORT": "18186",
     }
-    operator = subprocess.Popen(  # noqa: S603 - fixed program, no shell
+    operator = subprocess.Popen(
         [str(REPO / ".venv/bin/devicefleet-operator")],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -11,15 +11,16 @@ from devicefleet_ingest.readiness import KafkaReadiness
 from devicefleet_ingest.service import Ingestor
 
 
-def get_ingestor(request: Request) -> Ingestor:
+# async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request.
+async def get_ingestor(request: Request) -> Ingestor:
     return cast(Ingestor, request.app.state.ingestor)
 
 
-def get_readiness(request: Request) -> KafkaReadiness:
+async def get_readiness(request: Request) -> KafkaReadiness:
     return cast(KafkaReadiness, request.app.state.readiness)
 
 
-def get_metrics(request: Request) -> IngestMetrics:
+async def get_metrics(request: Request) -> IngestMetrics:
     return cast(IngestMetrics, request.app.state.metrics)
 
 
