@@ -41,12 +41,13 @@ def main() -> int:
     out: Path = args.out or (
         Path(tempfile.gettempdir()) / "devicefleet-bench" if args.quick else RESULTS
     )
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     stored = out / "results.json"
     state = json.loads(stored.read_text()) if stored.exists() else {"results": {}}
     if not args.report_only:
-        log_dir = out / "logs"
-        log_dir.mkdir(exist_ok=True)
+        log_dir = Path(tempfile.gettempdir()) / "devicefleet-bench" / "logs"  # services' logs
+        log_dir.mkdir(parents=True, exist_ok=True)
         for key in keys:
             print(f"bench: {key} ...", flush=True)
             started = time.monotonic()
@@ -60,9 +61,10 @@ def main() -> int:
                 flush=True,
             )
             state["results"][key] = result.to_json()
-        state["machine"] = machine()
-        state["quick"] = args.quick
-        stored.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+            state["machine"] = machine()
+            state["quick"] = args.quick
+            # After each one: a later failure never costs the results already measured.
+            stored.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
     report = out.parent / "BENCHMARKS.md" if out == RESULTS else out / "BENCHMARKS.md"
     render(state, out, report)
     print(f"bench: report at {report.relative_to(REPO) if report.is_relative_to(REPO) else report}")
