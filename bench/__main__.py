@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from bench.report import render
-from bench.support import REPO, RESULTS, Result, machine
+from bench.support import RESULTS, Result, machine
+from tests.support import REPO
 
 BENCHMARKS = {
     "P1": "bench.p1_ingest",

@@ -22,17 +22,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import REPO, stack_ports
+from tests.support import DATABASE_URL, KAFKA, MQTT_PORT, REPO
 
-__all__ = ["REPO"]  # re-exported for the CLI
-
-PORTS = stack_ports()
-KAFKA = f"127.0.0.1:{PORTS['KAFKA_PORT']}"
-DATABASE_URL = (
-    f"postgresql://{PORTS['PG_USER']}:{PORTS['PG_PASSWORD']}@127.0.0.1:{PORTS['PG_PORT']}/"
-    f"{PORTS['PG_DATABASE']}"
-)
-MQTT_PORT = int(PORTS["MQTT_PORT"])
+__all__ = ["DATABASE_URL", "KAFKA", "MQTT_PORT"]  # the stack's addresses, for the benchmarks
 CACHE = Path(os.environ.get("DEVSTACK_CACHE", Path.home() / ".cache" / "devicefleet"))
 STATE = Path(os.environ.get("DEVSTACK_STATE", Path.home() / ".local" / "state" / "devicefleet"))
 RESULTS = REPO / "docs" / "benchmarks"

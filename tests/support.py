@@ -28,6 +28,16 @@ def stack_ports() -> dict[str, str]:
     return values
 
 
+# The stack's loopback addresses, for the tests and the benchmarks.
+PORTS = stack_ports()
+KAFKA = f"127.0.0.1:{PORTS['KAFKA_PORT']}"
+DATABASE_URL = (
+    f"postgresql://{PORTS['PG_USER']}:{PORTS['PG_PASSWORD']}@127.0.0.1:{PORTS['PG_PORT']}/"
+    f"{PORTS['PG_DATABASE']}"
+)
+MQTT_PORT = int(PORTS["MQTT_PORT"])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -25,15 +25,16 @@ from confluent_kafka.admin import AdminClient
 from devicefleet_bootstrap.main import create_topics, migrate, register_devices
 from devicefleet_bootstrap.settings import Settings as BootstrapSettings
 from devicefleet_common.schemas import Profile
-from tests.support import ServiceProcess, free_port, stack_ports, wait_for
-
-PORTS = stack_ports()
-KAFKA = f"127.0.0.1:{PORTS['KAFKA_PORT']}"
-DATABASE_URL = (
-    f"postgresql://{PORTS['PG_USER']}:{PORTS['PG_PASSWORD']}@127.0.0.1:{PORTS['PG_PORT']}/"
-    f"{PORTS['PG_DATABASE']}"
+from tests.support import (
+    DATABASE_URL,
+    KAFKA,
+    MQTT_PORT,
+    PORTS,
+    ServiceProcess,
+    free_port,
+    wait_for,
 )
-MQTT_PORT = int(PORTS["MQTT_PORT"])
+
 PROMETHEUS_URL = f"http://127.0.0.1:{PORTS['PROMETHEUS_PORT']}"
 # Prometheus' file-based discovery directory (devstack/components/prometheus.sh).
 PROMETHEUS_SD_DIR = (
