@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import DATABASE_URL, KAFKA, MQTT_PORT, REPO
+from tests.support import DATABASE_URL, KAFKA, MQTT_PORT, REPO, free_port, port_open, wait_for
 
 __all__ = ["DATABASE_URL", "KAFKA", "MQTT_PORT"]  # the stack's addresses, for the benchmarks
 CACHE = Path(os.environ.get("DEVSTACK_CACHE", Path.home() / ".cache" / "devicefleet"))
@@ -166,12 +166,41 @@ def stack_pid(component: str) -> int | None:
         return None
 
 
+# --- a broker of the benchmark's own ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def private_broker(scratch: Path, log_dir: Path) -> Iterator[int]:
+    """A Mosquitto of the benchmark's own on a free loopback port, pinned with the load: no
+    persistence and no other clients, so no leftover persistent session of the stack's broker
+    queues (and slows down) the benchmark's messages."""
+    port = free_port()
+    conf = scratch / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_inflight_messages 100\nmax_queued_messages 1000000\nlog_type error\n"
+        "user root\n"
+    )
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    with (log_dir / "bench-mosquitto.log").open("ab") as log:
+        broker = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
+    try:
+        wait_for(lambda: port_open("127.0.0.1", port), 15, message="the benchmark's Mosquitto")
+        with pin_pid(broker.pid, LOAD_CPUS):
+            yield port
+    finally:
+        broker.terminate()
+        broker.wait(30)
+
+
 # --- measuring progress ---------------------------------------------------------------------
 
 
-def counter_value(url: str, name: str, labels: dict[str, str] | None = None) -> float:
+def counter_value(
+    url: str, name: str, labels: dict[str, str] | None = None, timeout: float = 2.0
+) -> float:
     """Sum of a Prometheus counter's samples (``name`` without ``_total``) on ``url``."""
-    text = httpx.get(url, timeout=2.0).text
+    text = httpx.get(url, timeout=timeout).text
     total = 0.0
     for family in text_string_to_metric_families(text):
         if family.name != name:

@@ -44,6 +44,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for(
     check: Callable[[], T | None],
     timeout: float,

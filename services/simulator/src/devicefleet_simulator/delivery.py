@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from tenacity import RetryCallState
@@ -92,6 +93,17 @@ def message_context(message: OutgoingMessage) -> Iterator[None]:
         ),
     ):
         yield
+
+
+def bind_message(message: OutgoingMessage) -> None:
+    """``message_context`` for a task of the message's own: the task's context copy dies
+    with it, so nothing needs restoring, which saves most of the cost at thousands of
+    messages per second."""
+    structlog.contextvars.bind_contextvars(
+        device_id=message.device_id, message_id=message.message_id
+    )
+    if message.span is not None:
+        otel_context.attach(trace.set_span_in_context(message.span))
 
 
 class Delivery:
@@ -285,29 +297,29 @@ class Delivery:
 
     async def _send_live(self, message: OutgoingMessage, jitter: float) -> None:
         settled = False
+        bind_message(message)  # submit() gave this send a task of its own
         try:
-            with message_context(message):
-                if jitter > 0:
-                    await asyncio.sleep(jitter)
-                if self._must_buffer():
-                    settled = True
-                    self._enqueue(message)
-                    return
-                try:
-                    ack = await self._deliver(message)
-                except PermanentError as exc:
-                    settled = True
-                    self._reject(message, exc)
-                    return
-                except NOT_DELIVERED as exc:
-                    settled = True
-                    log.debug("not delivered, buffering", reason=str(exc))
-                    self._enqueue(message)
-                    return
+            if jitter > 0:
+                await asyncio.sleep(jitter)
+            if self._must_buffer():
                 settled = True
-                self._acknowledge(message, ack)
-                if message.duplicate:
-                    await self._send_copy(message)
+                self._enqueue(message)
+                return
+            try:
+                ack = await self._deliver(message)
+            except PermanentError as exc:
+                settled = True
+                self._reject(message, exc)
+                return
+            except NOT_DELIVERED as exc:
+                settled = True
+                log.debug("not delivered, buffering", reason=str(exc))
+                self._enqueue(message)
+                return
+            settled = True
+            self._acknowledge(message, ack)
+            if message.duplicate:
+                await self._send_copy(message)
         except asyncio.CancelledError:
             if not settled:
                 self._enqueue(message)  # shutdown deadline: keep it accounted for
@@ -388,19 +400,19 @@ class Delivery:
                     await self._send_copy(message)
 
     async def _drain_one(self, message: OutgoingMessage) -> Ack | PermanentError | _Kept:
-        with message_context(message):
-            try:
-                return await self._deliver(message)
-            except PermanentError as exc:
-                return exc
-            except NOT_DELIVERED as exc:
-                log.debug("buffered message not delivered", reason=str(exc))
-                # Retries exhausted without tripping the breaker: pause like a retry would.
-                # (Open: run_drain waits out the reset timeout instead.)
-                return _Kept(pause=self.breaker_state == "closed")
-            except Exception:
-                log.exception("unexpected error draining the buffer")
-                return _Kept(pause=True)
+        bind_message(message)  # gather() runs each send as a task of its own
+        try:
+            return await self._deliver(message)
+        except PermanentError as exc:
+            return exc
+        except NOT_DELIVERED as exc:
+            log.debug("buffered message not delivered", reason=str(exc))
+            # Retries exhausted without tripping the breaker: pause like a retry would.
+            # (Open: run_drain waits out the reset timeout instead.)
+            return _Kept(pause=self.breaker_state == "closed")
+        except Exception:
+            log.exception("unexpected error draining the buffer")
+            return _Kept(pause=True)
 
     # --- shutdown ---------------------------------------------------------------------------
 

@@ -45,6 +45,12 @@ BATCH_SIZE = Histogram(
 )
 BATCH_DURATION = Histogram("sink_batch_duration_seconds", "Write + commit time per batch")
 WRITE_FAILURES = Counter("sink_write_failures_total", "Batch writes that failed and were retried")
+END_TO_END = Histogram(
+    "sink_end_to_end_seconds",
+    "From a reading's device time to the commit of its rows: how fresh the data a user "
+    "queries is (device clock skew included)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
 
 STAGE = "sink"
 
@@ -82,9 +88,11 @@ class Sink:
             if batch:
                 self.handle_batch(batch)
 
-    def to_rows(self, batch: list[Message]) -> tuple[list[Row], list[Row], int]:
+    def to_rows(self, batch: list[Message]) -> tuple[list[Row], list[Row], list[float], int]:
+        """Rows, prediction rows, the records' device times, and how many were dead-lettered."""
         rows: list[Row] = []
         predictions: list[Row] = []
+        times: list[float] = []
         dead = 0
         for msg in batch:
             with tracer.start_as_current_span(
@@ -107,21 +115,23 @@ class Sink:
                     log.warning("record dead-lettered", reason="invalid_record", detail=detail)
                     continue
                 rows.extend(record_rows(record))
+                times.append(record.timestamp)
                 if (prediction := prediction_row(record)) is not None:
                     predictions.append(prediction)
                 with structlog.contextvars.bound_contextvars(
                     message_id=record.message_id, device_id=record.device_id
                 ):
                     log.debug("record staged", rows=len(record.measurements))
-        return rows, predictions, dead
+        return rows, predictions, times, dead
 
     def handle_batch(self, batch: list[Message]) -> None:
         started = time.perf_counter()
-        rows, predictions, dead = self.to_rows(batch)
+        rows, predictions, times, dead = self.to_rows(batch)
         backoff = 0.5
         while True:
             try:
                 result = self.writer.write(rows, predictions) if rows else None
+                committed = time.time()
                 break
             except psycopg.Error as exc:
                 # Keep the batch and try again: its offsets are not committed, so even a
@@ -144,6 +154,8 @@ class Sink:
         RECORDS.labels("dead_lettered").inc(dead)
         BATCH_SIZE.observe(len(batch))
         BATCH_DURATION.observe(time.perf_counter() - started)
+        for device_time in times:
+            END_TO_END.observe(max(0.0, committed - device_time))
         if result is not None:
             ROWS.labels("inserted").inc(result.inserted)
             ROWS.labels("duplicate").inc(result.duplicates)
