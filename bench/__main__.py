@@ -25,6 +25,10 @@ BENCHMARKS = {
     "P2": "bench.p2_bridge",
     "P3": "bench.p3_processor",
     "P4": "bench.p4_sink",
+    "P5": "bench.p5_end_to_end",
+    "P6": "bench.p6_simulator",
+    "P7": "bench.p7_operator",
+    "P8": "bench.p8_breaker_status",
 }
 
 

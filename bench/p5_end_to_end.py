@@ -299,4 +299,6 @@ def run(quick: bool, log_dir: Path) -> Result:
         ),
         details=details,
         notes=[limit],
+        plot_columns=["rate", "p50_s", "p99_s"],
+        plot_unit="seconds, device time → commit",
     )

@@ -55,9 +55,17 @@ class Result:
     details: list[dict[str, Any]] = field(default_factory=list)  # rows of the detail table
     plots: list[str] = field(default_factory=list)  # PNG files under docs/benchmarks
     notes: list[str] = field(default_factory=list)
+    # The detail plot: x column first, then the y columns (default: the table's first three),
+    # and the y axis' unit (default: the subject's).
+    plot_columns: list[str] = field(default_factory=list)
+    plot_unit: str = ""
 
     def ratio(self, baseline: int = 0) -> float:
+        """How the subject compares with a baseline, > 1 always meaning better: for a time
+        (lower is better) it is baseline ÷ subject."""
         base = self.baselines[baseline].value
+        if self.subject.lower_is_better:
+            return base / self.subject.value if self.subject.value else 0.0
         return self.subject.value / base if base else 0.0
 
     def to_json(self) -> dict[str, Any]:
