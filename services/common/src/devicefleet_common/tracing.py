@@ -14,6 +14,7 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
 # confluent-kafka's header list type; values may be None.
 KafkaHeaders = list[tuple[str, str | bytes | None]]
@@ -21,8 +22,18 @@ MqttUserProperties = list[tuple[str, str]]
 
 
 def setup_tracing(service: str, otlp_endpoint: str = "") -> TracerProvider:
-    """Install a tracer provider; export over OTLP/HTTP only when an endpoint is configured."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    """Install a tracer provider; export over OTLP/HTTP only when an endpoint is configured.
+
+    A service records spans only when it exports them. Without an endpoint every span is a
+    non-recording one: it still carries the trace id (into the logs and, as ``traceparent``,
+    to the next hop) but costs next to nothing; recording spans nobody exports was a quarter
+    of ingest's CPU time (docs/benchmarks/notes.md). With an endpoint the service records
+    every span whatever the upstream hop decided, so its part of a trace is never missing.
+    """
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}),
+        sampler=ALWAYS_ON if otlp_endpoint else ALWAYS_OFF,
+    )
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -112,14 +112,19 @@ class MqttTransport:
                 future.set_result(self._early.pop(info.mid))
             else:
                 self._pending[info.mid] = future
+        # A plain timer, not asyncio.wait_for: that wraps every publish in more futures and
+        # callbacks, which shows at thousands of publishes per second.
+        timer = self._loop.call_later(self._timeout, _expire, future)
         try:
-            code = await asyncio.wait_for(future, self._timeout)
+            code = await future
         except TimeoutError as exc:
             self._forget(info.mid)
             raise TransientError(f"no PUBACK within {self._timeout}s") from exc
         except asyncio.CancelledError:
             self._forget(info.mid)
             raise
+        finally:
+            timer.cancel()
         return classify_puback(code)
 
     def _forget(self, mid: int) -> None:
@@ -174,3 +179,8 @@ class MqttTransport:
 def _resolve(future: asyncio.Future[int], code: int) -> None:
     if not future.done():  # it may have timed out meanwhile
         future.set_result(code)
+
+
+def _expire(future: asyncio.Future[int]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
