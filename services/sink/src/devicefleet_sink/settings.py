@@ -17,5 +17,8 @@ class Settings(ServiceSettings, KafkaSettings, DatabaseSettings, ObservabilitySe
     group_id: str = Field("devicefleet-sink", description="Kafka consumer group")
     metrics_port: int = Field(18083, description="Port of /metrics")
     batch_size: int = Field(1000, ge=1, le=100_000, description="Records per database write")
-    batch_timeout: float = Field(1.0, gt=0, description="Seconds before a partial batch is written")
+    # At low rates every batch waits this long: it is the freshness floor of the data.
+    batch_timeout: float = Field(
+        0.25, gt=0, description="Seconds before a partial batch is written"
+    )
     db_retry_max_seconds: float = Field(10.0, gt=0, description="Backoff cap while the DB is down")
