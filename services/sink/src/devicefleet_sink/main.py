@@ -12,7 +12,6 @@ import time
 
 import psycopg
 import pydantic
-import structlog
 from confluent_kafka import KafkaException, Message
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
@@ -118,10 +117,12 @@ class Sink:
                 times.append(record.timestamp)
                 if (prediction := prediction_row(record)) is not None:
                     predictions.append(prediction)
-                with structlog.contextvars.bound_contextvars(
-                    message_id=record.message_id, device_id=record.device_id
-                ):
-                    log.debug("record staged", rows=len(record.measurements))
+                log.debug(
+                    "record staged",
+                    rows=len(record.measurements),
+                    message_id=record.message_id,
+                    device_id=record.device_id,
+                )
         return rows, predictions, times, dead
 
     def handle_batch(self, batch: list[Message]) -> None:
