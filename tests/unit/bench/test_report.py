@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
 
+from bench.p5_end_to_end import quantile
 from bench.report import render
 from bench.support import RESULTS, Measure, Result, rate_until
 from tests.support import REPO
@@ -65,3 +67,26 @@ def test_ratio_against_each_baseline() -> None:
     )
     assert (result.ratio(0), result.ratio(1)) == (0.8, 2.0)
     assert Result.from_json(json.loads(json.dumps(result.to_json()))) == result
+
+
+def test_a_time_is_better_when_lower() -> None:
+    result = Result(
+        key="PX",
+        title="t",
+        subject=Measure("operator", 30, "s", lower_is_better=True),
+        baselines=[Measure("raw loop", 15, "s", lower_is_better=True)],
+        goal="g",
+        met=True,
+        command="make bench ONLY=PX",
+        setup="s",
+    )
+    assert result.ratio() == 0.5  # twice as slow as the baseline: 0.5, never 2
+
+
+def test_latency_quantile_reads_the_buckets_increase_like_promql() -> None:
+    before = [(0.5, 10.0), (1.0, 10.0), (math.inf, 10.0)]  # earlier traffic, not counted
+    after = [(0.5, 60.0), (1.0, 108.0), (math.inf, 110.0)]  # +50 ≤ 0.5 s, +48 ≤ 1 s, +2 more
+    assert quantile(0.5, before, after) == 0.5
+    assert quantile(0.9, before, after) == pytest.approx(0.5 + 0.5 * (90 - 50) / 48)
+    assert quantile(0.99, before, after) == 1.0  # beyond the last finite bound: that bound
+    assert math.isnan(quantile(0.99, after, after))  # nothing new, no latency
