@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,18 +109,32 @@ class AsyncProducer:
     """Awaitable produce for asyncio code: the future resolves when the broker acknowledged.
 
     librdkafka callbacks fire from ``poll``; a daemon thread polls and hands results back to
-    the event loop, so awaiting a delivery never blocks the loop.
+    the event loop, so awaiting a delivery never blocks the loop. The acknowledgements of one
+    ``poll`` go back together, in one wake-up of the loop rather than one per record.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._producer = Producer(config)
         self._stop = threading.Event()
+        self._acked: list[_Delivery] = []  # this poll's deliveries; only the polling thread
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._thread.start()
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.1)
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if not self._acked:
+            return
+        deliveries, self._acked = self._acked, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Delivery]] = {}
+        for delivery in deliveries:
+            by_loop.setdefault(delivery[0].get_loop(), []).append(delivery)
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle_all, settled)
 
     async def produce(
         self,
@@ -128,19 +143,10 @@ class AsyncProducer:
         value: bytes,
         headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> Message:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Message] = loop.create_future()
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            def settle() -> None:
-                if future.done():
-                    return
-                if err is not None:
-                    future.set_exception(KafkaException(err))
-                else:
-                    future.set_result(msg)
-
-            loop.call_soon_threadsafe(settle)
+            self._acked.append((future, err, msg))
 
         # BufferError (local queue full) propagates: the caller turns it into 503.
         self._producer.produce(
@@ -159,10 +165,24 @@ class AsyncProducer:
         return True
 
     def close(self, timeout: float = 10.0) -> int:
-        remaining = int(self._producer.flush(timeout))
         self._stop.set()
-        self._thread.join(timeout=1.0)
+        self._thread.join(timeout=1.0)  # from here on, only flush() runs the callbacks
+        remaining = int(self._producer.flush(timeout))
+        self._hand_over()
         return remaining
+
+
+_Delivery = tuple["asyncio.Future[Message]", "KafkaError | None", Message]
+
+
+def _settle_all(deliveries: list[_Delivery]) -> None:
+    for future, err, msg in deliveries:
+        if future.done():  # cancelled meanwhile
+            continue
+        if err is not None:
+            future.set_exception(KafkaException(err))
+        else:
+            future.set_result(msg)
 
 
 def on_error_logger(component: str) -> Callable[[KafkaError], None]:
