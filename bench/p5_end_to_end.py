@@ -252,18 +252,19 @@ def run(quick: bool, log_dir: Path) -> Result:
     best = max((r["offered_per_s"] for r in sustained), default=0)
     offered_most = max(r["offered_per_s"] for r in details)
     last = details[-1]
+    over = f"At {last['rate']:,} msgs/s "
     if last["offered_enough"]:
-        limit = (
-            f"The pipeline was the limit at {last['rate']:,} msgs/s: "
-            + ("not every reading was stored in time" if not last["all_stored"] else "")
-            + (f"p99 {last['p99_s']} s" if last["all_stored"] else "")
-            + "."
+        limit = over + (
+            "not every acknowledged reading was stored within a minute of the step's end."
+            if not last["all_stored"]
+            else f"p99 rose to {last['p99_s']} s: the pipeline was the limit."
         )
     else:
-        limit = (
-            f"The load generator was the limit at {last['rate']:,} msgs/s: the simulators "
-            f"offered only {last['offered_per_s']:,} msgs/s while sharing the cores with the "
-            "pipeline (see P6 for their cost per message)."
+        limit = over + (
+            f"the simulators offered only {last['offered_per_s']:,} msgs/s"
+            + (f" and p99 rose to {last['p99_s']} s" if last["p99_s"] >= LATENCY_GOAL else "")
+            + ": the load generator and the pipeline together saturated the cores they share "
+            "(P6 gives the simulators' cost per message)."
         )
     return Result(
         key=KEY,

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devicefleet_simulator.profiles import GenericSensor
 
 DEVICES = 100  # payloads cycle over these devices' readings
+WINDOW = 100  # unacknowledged publishes at a time (the broker's max_inflight_messages)
 
 
 def payloads(count: int) -> list[tuple[str, bytes]]:
@@ -41,23 +42,29 @@ def main() -> None:
     port, count = int(sys.argv[1]), int(sys.argv[2])
     messages = payloads(count)
     done = threading.Event()
+    # The loop keeps the window full itself rather than queueing everything inside paho,
+    # whose own queue stalled (PUBACKs stopped coming) beyond a few tens of thousands.
+    window = threading.Semaphore(WINDOW)
     acked = 0
 
     def on_publish(*_: Any) -> None:
         nonlocal acked
         acked += 1
+        window.release()
         if acked == count:
             done.set()
 
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"bench-raw-pub-{port}", protocol=mqtt.MQTTv5
     )
-    client.max_inflight_messages_set(100)  # the broker's window (bench's Mosquitto config)
+    client.max_inflight_messages_set(WINDOW)
     client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
     started, cpu_started = time.monotonic(), time.process_time()
     for topic, payload in messages:
+        if not window.acquire(timeout=30):
+            raise SystemExit(f"no PUBACK for 30 s after {acked} of {count}")
         client.publish(topic, payload, qos=1)
     if not done.wait(600):
         raise SystemExit(f"only {acked} of {count} acknowledged")
