@@ -272,6 +272,17 @@ def _converged(pods: int) -> Callable[[Mapping[str, Any]], bool | None]:
 # --- namespaces, fleets -------------------------------------------------------------------
 
 
+def _fleets_tally(label: str, name: str, pods_per_fleet: int, fleets: int) -> Tally:
+    """Counts the namespace's fleets whose status shows all their pods ready."""
+    list_fleets = client.CustomObjectsApi(client.ApiClient()).list_namespaced_custom_object
+    return Tally(
+        label,
+        functools.partial(list_fleets, GROUP, VERSION, name, PLURAL),
+        _converged(pods_per_fleet),
+        fleets,
+    )
+
+
 def _create_namespace(name: str) -> None:
     core = client.CoreV1Api()
     core.create_namespace(
@@ -521,18 +532,7 @@ def raw_loop(
             on_counted=on_ready,
             cpus=cpus,
         )
-        converged = Tally(
-            "p7-raw-fleets",
-            functools.partial(
-                client.CustomObjectsApi(client.ApiClient()).list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                name,
-                PLURAL,
-            ),
-            _converged(pods_per_fleet),
-            fleets,
-        )
+        converged = _fleets_tally("p7-raw-fleets", name, pods_per_fleet, fleets)
         with tallying(pods), tallying(converged):
             started = time.monotonic()
             for fleet in _create_fleets(name, _fleet_names(fleets), spec_body):
@@ -662,18 +662,7 @@ def operator_run(
             pid = operator.proc.pid  # taskset execs the operator: the same process
             rss = RssSampler(pid)
             rss.start()
-            converged = Tally(
-                "p7-operator-fleets",
-                functools.partial(
-                    client.CustomObjectsApi(client.ApiClient()).list_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    name,
-                    PLURAL,
-                ),
-                _converged(pods_per_fleet),
-                fleets,
-            )
+            converged = _fleets_tally("p7-operator-fleets", name, pods_per_fleet, fleets)
             running = Tally(
                 "p7-operator-pods",
                 functools.partial(
