@@ -585,7 +585,7 @@ class RssSampler(threading.Thread):
 
 
 def _operator_process(namespace: str, interval: float, log_dir: Path) -> ServiceProcess:
-    """As operator_smoke.py runs it: standalone, only this namespace, pods onto kwok nodes, no
+    """Standalone, only this namespace, pods onto kwok nodes, no
     device registry (the generic profile reads no health predictions either)."""
     liveness = free_port()
     env = {
