@@ -38,6 +38,7 @@ from bench.support import (
 from devicefleet_bootstrap.main import create_topics, migrate, register_devices
 from devicefleet_bootstrap.settings import Settings as BootstrapSettings
 from devicefleet_common.devices import fleet_device_ids
+from devicefleet_simulator.ledger import read_ledger
 from tests.support import ServiceProcess, free_port, wait_for
 
 KEY = "P5"
@@ -195,7 +196,7 @@ def _step(
         finally:
             for sim, _ in sims:
                 sim.stop()
-        acknowledged = sum(len(ledger.read_text().splitlines()) for _, ledger in sims)
+        acknowledged = read_ledger(*(ledger for _, ledger in sims)).acknowledged_total
     try:
         wait_for(lambda: pipeline.written() - written0 >= acknowledged, 60)
         drained = True

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from devicefleet_common.schemas import Profile
+from devicefleet_simulator.ledger import read_ledger
 from devicefleet_simulator.mqtt_transport import MqttTransport
 from tests.integration.conftest import MQTT_PORT, Pipeline, dead_letters, json_lines
 from tests.support import ServiceProcess, free_port, wait_for
@@ -35,11 +36,8 @@ def simulator(
 
 def ledger_ids(path: Path) -> tuple[set[str], set[str]]:
     """(acknowledged well-formed ids, acknowledged malformed ids)."""
-    good, malformed = set(), set()
-    for line in path.read_text().splitlines():
-        message_id, _, tag = line.partition("\t")
-        (malformed if tag == "malformed" else good).add(message_id)
-    return good, malformed
+    entries = read_ledger(path)
+    return entries.acknowledged, entries.malformed
 
 
 def stored_ids(db: psycopg.Connection[Any], fleet: str) -> set[str]:

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from devicefleet_common.devices import device_id
+from devicefleet_simulator.ledger import read_ledger
 from devicefleet_simulator.settings import Settings
 from devicefleet_simulator.simulator import Simulator
 from devicefleet_simulator.status import create_status_app
@@ -133,10 +134,15 @@ async def test_bounded_run_with_faults_keeps_the_invariant(tmp_path: Path) -> No
     assert m.malformed > 0
     assert final.circuit_breaker.state == "closed"
     assert final.circuit_breaker.opened_total >= 1
-    lines = ledger.read_text().splitlines()
-    assert len(lines) == m.acknowledged
-    assert len({line.split("\t")[0] for line in lines}) == m.acknowledged
-    assert sum(line.endswith("\tmalformed") for line in lines) == m.malformed
+    entries = read_ledger(ledger)
+    assert entries.acknowledged_total == m.acknowledged
+    assert len(entries.malformed) == m.malformed
+    assert len(entries.dropped) == m.dropped
+    assert not entries.rejected
+    # Every generated sequence number is accounted for exactly once.
+    accounted = entries.acknowledged | entries.malformed | entries.dropped
+    assert len(accounted) == m.generated
+    assert len(ledger.read_text().splitlines()) == m.generated
     assert transport.started
     assert transport.closed
 

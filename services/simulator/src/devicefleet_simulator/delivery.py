@@ -254,6 +254,7 @@ class Delivery:
 
     def _reject(self, message: OutgoingMessage, exc: PermanentError) -> None:
         self.stats.count("rejected")
+        self.ledger.record(message, "rejected")
         log.debug("message rejected", reason=exc.reason, status=exc.status)
         self._end_span(message, "rejected", error=exc.reason)
 

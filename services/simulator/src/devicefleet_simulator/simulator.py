@@ -154,6 +154,7 @@ class Simulator:
         )
         if plan.drop:
             self.stats.count("dropped")
+            self.ledger.record(message, "dropped")
             log.debug(
                 "message dropped (fault)",
                 device_id=device.device_id,
