@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,10 +172,13 @@ def _service_env(prefix: str, pipeline: Pipeline, **extra: str) -> dict[str, str
     return env
 
 
-@pytest.fixture(scope="session")
-def pipeline(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    run_id = uuid.uuid4().hex[:8]
-    log_dir = tmp_path_factory.mktemp("service-logs")
+@contextmanager
+def running_pipeline(
+    run_id: str, log_dir: Path, overrides: dict[str, dict[str, str]] | None = None
+) -> Iterator[Pipeline]:
+    """Topics, the four services (as processes) and Prometheus targets of one private
+    pipeline; ``overrides`` adds settings per service (``{"bridge": {"mqtt_keepalive": "5"}}``).
+    Everything is stopped and the topics deleted on exit."""
     ingest_port = free_port()
     p = Pipeline(
         run_id=run_id,
@@ -187,29 +191,27 @@ def pipeline(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     migrate(p.bootstrap_settings())
     create_topics(p.bootstrap_settings())
     bridge_metrics, processor_metrics, sink_metrics = free_port(), free_port(), free_port()
+    settings = {
+        "ingest": {"port": str(ingest_port)},
+        "bridge": {
+            "client_id": f"test-bridge-{run_id}",
+            "metrics_port": str(bridge_metrics),
+            "session_expiry_seconds": "600",
+        },
+        "processor": {
+            "group_id": f"test-processor-{run_id}",
+            "metrics_port": str(processor_metrics),
+            "registry_miss_ttl_seconds": "0.2",
+        },
+        "sink": {
+            "group_id": f"test-sink-{run_id}",
+            "metrics_port": str(sink_metrics),
+            "batch_timeout": "0.3",
+        },
+    }
     p.env = {
-        "ingest": _service_env("INGEST_", p, port=str(ingest_port)),
-        "bridge": _service_env(
-            "BRIDGE_",
-            p,
-            client_id=f"test-bridge-{run_id}",
-            metrics_port=str(bridge_metrics),
-            session_expiry_seconds="600",
-        ),
-        "processor": _service_env(
-            "PROCESSOR_",
-            p,
-            group_id=f"test-processor-{run_id}",
-            metrics_port=str(processor_metrics),
-            registry_miss_ttl_seconds="0.2",
-        ),
-        "sink": _service_env(
-            "SINK_",
-            p,
-            group_id=f"test-sink-{run_id}",
-            metrics_port=str(sink_metrics),
-            batch_timeout="0.3",
-        ),
+        name: _service_env(f"{name.upper()}_", p, **(values | (overrides or {}).get(name, {})))
+        for name, values in settings.items()
     }
     health = {
         "ingest": f"{p.ingest_url}/health",
@@ -238,6 +240,12 @@ def pipeline(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
             service.stop()
         admin = AdminClient({"bootstrap.servers": KAFKA})
         admin.delete_topics([p.raw_topic, p.decoded_topic, p.dead_letter_topic])
+
+
+@pytest.fixture(scope="session")
+def pipeline(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    with running_pipeline(uuid.uuid4().hex[:8], tmp_path_factory.mktemp("service-logs")) as p:
+        yield p
 
 
 @pytest.fixture

@@ -25,18 +25,52 @@ def msg(sequence: int) -> TelemetryIn:
     return TelemetryIn.model_validate(reading(sequence))
 
 
-async def test_in_flight_id_is_duplicate_and_seen_only_after_ack() -> None:
+async def test_copy_of_an_in_flight_id_waits_for_the_original_then_is_duplicate() -> None:
     producer = FakeProducer(gate=asyncio.Event())
     ingestor = make(producer)
     first = asyncio.create_task(ingestor.ingest(msg(1)))
     await asyncio.sleep(0.01)
 
-    assert await ingestor.ingest(msg(1)) == "duplicate"  # original still being delivered
+    copy = asyncio.create_task(ingestor.ingest(msg(1)))  # original still being delivered
+    await asyncio.sleep(0.01)
+    assert not copy.done()  # no "duplicate" before Kafka acknowledged the original
     assert ingestor.in_flight == 1
     producer.gate.set()  # type: ignore[union-attr]
     assert await first == "accepted"
+    assert await copy == "duplicate"
     assert await ingestor.ingest(msg(1)) == "duplicate"
     assert ingestor.in_flight == 0
+    assert len(producer.records) == 1
+
+
+async def test_copy_of_an_in_flight_id_is_unavailable_when_the_original_fails() -> None:
+    """The chaos suite's Kafka restart found it: a copy answered 409 while the original was
+    in flight was counted delivered by the device, and lost when the original failed."""
+    producer = FakeProducer(gate=asyncio.Event(), fail_ids={msg(1).message_id})
+    ingestor = make(producer)
+    first = asyncio.create_task(ingestor.ingest(msg(1)))
+    await asyncio.sleep(0.01)
+    copy = asyncio.create_task(ingestor.ingest(msg(1)))
+    await asyncio.sleep(0.01)
+    producer.gate.set()  # type: ignore[union-attr]
+
+    for request in (first, copy):
+        with pytest.raises(Unavailable):
+            await request
+    producer.fail_ids.clear()
+    assert await ingestor.ingest(msg(1)) == "accepted"  # the device's retry gets through
+
+
+async def test_copy_of_a_still_pending_id_is_unavailable_at_the_timeout() -> None:
+    producer = FakeProducer(gate=asyncio.Event())
+    ingestor = make(producer, produce_timeout_seconds=0.05)
+    first = asyncio.create_task(ingestor.ingest(msg(1)))
+    await asyncio.sleep(0.01)
+    with pytest.raises(Unavailable, match="still under way"):
+        await ingestor.ingest(msg(1))
+    with pytest.raises(Unavailable, match="produce timed out"):
+        await first
+    producer.gate.set()  # type: ignore[union-attr]
 
 
 async def test_too_many_in_flight_is_unavailable() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +58,8 @@ class Ingestor:
         # Slots are reserved at admission (synchronously) and freed when Kafka answers, even
         # if the HTTP request gave up earlier: that is the real backpressure.
         self._in_flight = 0
+        # The produce under way per message id, so a copy can wait for its outcome.
+        self._deliveries: dict[str, asyncio.Future[None]] = {}
 
     @property
     def in_flight(self) -> int:
@@ -84,12 +87,18 @@ class Ingestor:
                 self._cache.release(m.message_id)
             self._overloaded(messages, "too many messages in flight")
 
-        errors = await self._deliver(new)
-        failed = {m.message_id: e for m, e in zip(new, errors, strict=True) if e is not None}
+        # A copy of a message another request is still delivering gets its answer from that
+        # delivery: "duplicate" only once Kafka acknowledged it. Answering 409 while it was in
+        # flight told the device "delivered" for a write that could still fail: a lost message.
+        in_flight = [
+            m.message_id for m, c in zip(messages, claims, strict=True) if c is Claim.IN_FLIGHT
+        ]
+        errors = await self._deliver(new, in_flight)
         results: list[ItemResult] = []
         accepted = 0
         for message, claim in zip(messages, claims, strict=True):
-            if claim is Claim.CLAIMED and message.message_id not in failed:
+            error = errors.get(message.message_id)
+            if claim is Claim.CLAIMED and error is None:
                 # The common case stays cheap: no context binding, one counter update below;
                 # the ids go in as fields, so a message is still traceable in DEBUG logs.
                 accepted += 1
@@ -101,17 +110,17 @@ class Ingestor:
             with structlog.contextvars.bound_contextvars(
                 device_id=message.device_id, message_id=message.message_id
             ):
-                if claim is not Claim.CLAIMED:
+                if error is None:
                     self._metrics.count(Outcome.DUPLICATE)
                     log.info("duplicate message", reason=claim.value)
                     results.append(ItemResult(message.message_id, "duplicate"))
                 else:
                     self._metrics.count(Outcome.FAILED)
-                    log.warning("message not delivered", reason=failed[message.message_id])
+                    log.warning("message not delivered", reason=error)
         if accepted:
             self._metrics.count(Outcome.ACCEPTED, accepted)
-        if failed:
-            raise Unavailable(f"kafka: {next(iter(failed.values()))}")
+        if errors:
+            raise Unavailable(f"kafka: {next(iter(errors.values()))}")
         return results
 
     def _overloaded(self, messages: Sequence[TelemetryIn], reason: str) -> None:
@@ -119,32 +128,49 @@ class Ingestor:
         log.warning("request refused", reason=reason, messages=len(messages))
         raise Unavailable(reason)
 
-    async def _deliver(self, messages: Sequence[TelemetryIn]) -> list[str | None]:
-        """Produce all, wait for every ack up to the timeout; one error text (or None) each."""
-        if not messages:
-            return []
+    async def _deliver(
+        self, messages: Sequence[TelemetryIn], in_flight: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """Produce ``messages`` and wait, up to the produce timeout, for their acks and for
+        the deliveries already under way of the ``in_flight`` ids; an error text per message
+        id that did not make it (absent: acknowledged)."""
+        if not messages and not in_flight:
+            return {}
         received_at = time.time()
         self._in_flight += len(messages)
         self._metrics.in_flight.set(self._in_flight)
-        tasks = [
-            asyncio.ensure_future(self._produce(http_envelope(m, received_at))) for m in messages
-        ]
-        _, pending = await asyncio.wait(tasks, timeout=self._settings.produce_timeout_seconds)
-        errors: list[str | None] = []
-        for message, task in zip(messages, tasks, strict=True):
+        own = {
+            m.message_id: asyncio.ensure_future(self._produce(http_envelope(m, received_at)))
+            for m in messages
+        }
+        for message_id, task in own.items():
+            self._deliveries[message_id] = task
+            task.add_done_callback(functools.partial(self._forget_delivery, message_id))
+        others = {i: self._deliveries[i] for i in in_flight if i in self._deliveries}
+        errors = {i: "delivery under way not found" for i in in_flight if i not in others}
+        awaited = [*own.values(), *others.values()]
+        _, pending = await asyncio.wait(awaited, timeout=self._settings.produce_timeout_seconds)
+        for message_id, task in own.items():
             if task in pending:
                 # The record may still land later (then it is marked seen); meanwhile the
                 # device's retry must not be answered "duplicate" for a write that may fail.
-                self._cache.release(message.message_id)
-                task.add_done_callback(_retrieve_exception)
-                errors.append("produce timed out")
+                self._cache.release(message_id)
+                task.add_done_callback(functools.partial(_late_outcome, message_id))
+                errors[message_id] = "produce timed out"
             elif (exc := task.exception()) is not None:
-                errors.append(
+                errors[message_id] = (
                     "local queue full" if isinstance(exc, BufferError) else str(exc) or repr(exc)
                 )
-            else:
-                errors.append(None)
+        for message_id, earlier in others.items():
+            if earlier in pending:
+                errors[message_id] = "earlier delivery of this message still under way"
+            elif (exc := earlier.exception()) is not None:
+                errors[message_id] = f"earlier delivery failed: {exc}"
         return errors
+
+    def _forget_delivery(self, message_id: str, task: asyncio.Future[None]) -> None:
+        if self._deliveries.get(message_id) is task:
+            del self._deliveries[message_id]
 
     async def _produce(self, envelope: RawEnvelope) -> None:
         """Owns one in-flight slot and the message's claim until Kafka answers."""
@@ -171,7 +197,11 @@ class Ingestor:
             self._metrics.in_flight.set(self._in_flight)
 
 
-def _retrieve_exception(task: asyncio.Future[None]) -> None:
-    # A late failure is already answered (503); retrieving it avoids asyncio's warning.
-    if not task.cancelled():
-        task.exception()
+def _late_outcome(message_id: str, task: asyncio.Future[None]) -> None:
+    """A produce that outlived its request (answered 503, so the device retries): logged, so
+    a late failure is never silent."""
+    exc = None if task.cancelled() else task.exception()
+    if exc is None:
+        log.info("timed-out produce acknowledged late", message_id=message_id)
+    else:
+        log.warning("timed-out produce failed", message_id=message_id, reason=str(exc) or repr(exc))
