@@ -31,7 +31,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=models.Accepted,
     responses={
         **_ERRORS,
-        409: {"model": models.Duplicate, "description": "Already acknowledged by Kafka (a copy of a message in flight waits for its outcome)"},
+        409: {
+            "model": models.Duplicate,
+            "description": (
+                "Already acknowledged by Kafka (a copy of a message in flight waits for its "
+                "outcome)"
+            ),
+        },
     },
 )
 async def ingest(message: TelemetryIn, ingestor: IngestorDep) -> Any:
