@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devicefleet_common.schemas import DLQ_STAGE_HEADER, Profile
 from devicefleet_simulator.ledger import LedgerEntries, read_ledger
 from tests.integration.conftest import Pipeline, json_lines, running_pipeline
-from tests.support import KAFKA, REPO, ServiceProcess, wait_for
+from tests.support import DATABASE_URL, KAFKA, REPO, ServiceProcess, wait_for
 
 # One simulator per profile and transport the platform supports.
 STREAMS: list[tuple[Profile, str]] = [
@@ -205,7 +205,12 @@ class Chaos:
 
     # --- verdict ----------------------------------------------------------------------------
 
-    def verdict(self, scenario: str, fault: str, db: psycopg.Connection[Any]) -> ScenarioResult:
+    def verdict(self, scenario: str, fault: str) -> ScenarioResult:
+        # A connection of its own: one opened before the scenario restarted PostgreSQL is dead.
+        with psycopg.connect(DATABASE_URL, autocommit=True) as db:
+            return self._verdict(scenario, fault, db)
+
+    def _verdict(self, scenario: str, fault: str, db: psycopg.Connection[Any]) -> ScenarioResult:
         started = time.monotonic()
         summaries = self.finish_traffic()
         for summary in summaries:

@@ -38,7 +38,7 @@ def test_faults_at_seed_002_defaults_store_each_message_once_and_every_gap_is_a_
     with chaos_pipeline(tmp_path, {"ingest": {"overload_rate": "0.1"}}) as chaos:
         chaos.start_traffic(READINGS_PER_DEVICE, **SEED_002_DEFAULTS)
         summaries = {s["stream"]: s for s in chaos.finish_traffic(timeout=300)}
-        result = chaos.verdict("seed-002-defaults", "seed 002 faults at their defaults", db)
+        result = chaos.verdict("seed-002-defaults", "seed 002 faults at their defaults")
         rows = []
         for stream in chaos.streams:
             entries = read_ledger(stream.ledger)
