@@ -109,6 +109,7 @@ class Chaos:
         self.pipeline = pipeline
         self.workdir = workdir
         self.streams: list[Stream] = []
+        self.summaries: list[dict[str, Any]] = []  # the simulators' final summaries, in order
 
     # --- traffic ----------------------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class Chaos:
             ]
             assert lines, f"no final summary from {stream.name}:\n{stream.process.log_tail()}"
             summaries.append({"stream": stream.name} | lines[-1])
+        self.summaries = summaries
         return summaries
 
     def stop_traffic(self) -> None:
@@ -227,7 +229,7 @@ class Chaos:
 
         # Everything acknowledged reaches the database; wait for the tail of the pipeline.
         def stored_now() -> set[str]:
-            return _stored_ids(db, fleets)
+            return stored_ids(db, fleets)
 
         with contextlib.suppress(AssertionError):  # reported as lost below, with the numbers
             wait_for(lambda: acknowledged <= stored_now(), 120, message="acknowledged rows")
@@ -272,16 +274,17 @@ class Chaos:
             "acknowledged, not on the raw topic, per fleet": {
                 fleet: len(entries.acknowledged & not_on_raw) for fleet, entries in ledgers.items()
             },
-            "first": sorted(not_on_raw, key=_sequence_order)[:10],
+            "first": sorted(not_on_raw, key=message_sequence)[:10],
             "result": result,
         }
         assert result.ingest_received == sum(result.ingest_outcomes.values()), result
         return result
 
 
-def _sequence_order(message_id: str) -> tuple[str, int]:
+def message_sequence(message_id: str) -> tuple[str, int]:
+    """(device id, sequence number) of a simulator's ``device:boot_epoch:sequence`` id."""
     head, _, sequence = message_id.rpartition(":")
-    return head, int(sequence)
+    return head.rpartition(":")[0], int(sequence)
 
 
 def _all_ids(entries: LedgerEntries) -> set[str]:
@@ -297,7 +300,7 @@ def _devstack(script: str, *components: str) -> None:
     )
 
 
-def _stored_ids(db: psycopg.Connection[Any], fleets: list[str]) -> set[str]:
+def stored_ids(db: psycopg.Connection[Any], fleets: list[str]) -> set[str]:
     rows = db.execute(
         "SELECT DISTINCT message_id FROM iot_measurements WHERE attributes->>'fleet' = ANY(%s)",
         (fleets,),

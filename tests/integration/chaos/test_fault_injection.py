@@ -13,7 +13,12 @@ import psycopg
 import pytest
 
 from devicefleet_simulator.ledger import read_ledger
-from tests.integration.chaos.harness import DEVICES_PER_STREAM, chaos_pipeline
+from tests.integration.chaos.harness import (
+    DEVICES_PER_STREAM,
+    chaos_pipeline,
+    message_sequence,
+    stored_ids,
+)
 from tests.integration.chaos.report import write_section
 
 pytestmark = pytest.mark.chaos
@@ -27,41 +32,27 @@ SEED_002_DEFAULTS = {
 }
 
 
-def _sequence(message_id: str) -> tuple[str, int]:
-    device, _, sequence = message_id.rpartition(":")
-    return device.rpartition(":")[0], int(sequence)
-
-
 def test_faults_at_seed_002_defaults_store_each_message_once_and_every_gap_is_a_drop(
     db: psycopg.Connection[Any], tmp_path: Path, stack: dict[str, str]
 ) -> None:
     with chaos_pipeline(tmp_path, {"ingest": {"overload_rate": "0.1"}}) as chaos:
         chaos.start_traffic(READINGS_PER_DEVICE, **SEED_002_DEFAULTS)
-        summaries = {s["stream"]: s for s in chaos.finish_traffic(timeout=300)}
         result = chaos.verdict("seed-002-defaults", "seed 002 faults at their defaults")
         rows = []
-        for stream in chaos.streams:
+        for stream, summary in zip(chaos.streams, chaos.summaries, strict=True):
             entries = read_ledger(stream.ledger)
-            stored_ids = {
-                r[0]
-                for r in db.execute(
-                    "SELECT DISTINCT message_id FROM iot_measurements "
-                    "WHERE attributes->>'fleet' = %s",
-                    (stream.fleet,),
-                ).fetchall()
-            }
+            fleet_ids = stored_ids(db, [stream.fleet])
             stored: dict[str, set[int]] = defaultdict(set)
-            for message_id in stored_ids:
-                device, sequence = _sequence(message_id)
+            for message_id in fleet_ids:
+                device, sequence = message_sequence(message_id)
                 stored[device].add(sequence)
-            dropped = {_sequence(m) for m in entries.dropped}
+            dropped = {message_sequence(m) for m in entries.dropped}
             gaps = {
                 (device, sequence)
                 for device in stored
                 for sequence in range(READINGS_PER_DEVICE)
                 if sequence not in stored[device]
             }
-            summary = summaries[stream.name]
             rows.append(
                 {
                     "stream": stream.name,
@@ -70,7 +61,7 @@ def test_faults_at_seed_002_defaults_store_each_message_once_and_every_gap_is_a_
                     "duplicate sends": summary["duplicated"],
                     "retries": summary["retries"],
                     "acknowledged": summary["acknowledged"],
-                    "stored": len(stored_ids),
+                    "stored": len(fleet_ids),
                     "gaps": len(gaps),
                     "gaps that are drops": len(gaps & dropped),
                 }
