@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from devicefleet_operator.constants import (
+    CREDENTIAL_ENV,
     LABEL_FLEET,
     LABEL_NAME,
     POD_INDEX_LABEL,
@@ -50,8 +52,16 @@ def workload_name(name: str) -> str:
     return f"{name}-sim"
 
 
+def credentials_secret_name(name: str) -> str:
+    return f"{workload_name(name)}-credentials"
+
+
 def simulator_env(
-    namespace: str, name: str, spec: FleetSpec, config: Settings
+    namespace: str,
+    name: str,
+    spec: FleetSpec,
+    config: Settings,
+    credential_keys: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     values: dict[str, Any] = {
         "FLEET": fleet_id(namespace, name),
@@ -89,11 +99,23 @@ def simulator_env(
             "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{POD_INDEX_LABEL}']"}},
         }
     )
+    # Credentials only by reference: the pod spec (and so this StatefulSet) never holds them.
+    env.extend(
+        {
+            "name": CREDENTIAL_ENV[key],
+            "valueFrom": {"secretKeyRef": {"name": credentials_secret_name(name), "key": key}},
+        }
+        for key in credential_keys
+    )
     return env
 
 
 def build_statefulset(
-    namespace: str, name: str, spec: FleetSpec, config: Settings
+    namespace: str,
+    name: str,
+    spec: FleetSpec,
+    config: Settings,
+    credential_keys: Sequence[str] = (),
 ) -> dict[str, Any]:
     labels = fleet_labels(name)
     probe = {"httpGet": {"path": "/health", "port": STATUS_PORT_NAME}, "periodSeconds": 5}
@@ -110,7 +132,7 @@ def build_statefulset(
             {
                 "name": "simulator",
                 "image": spec.image or config.simulator_image,
-                "env": simulator_env(namespace, name, spec, config),
+                "env": simulator_env(namespace, name, spec, config, credential_keys),
                 "ports": [{"name": STATUS_PORT_NAME, "containerPort": STATUS_PORT}],
                 "readinessProbe": probe,
                 "livenessProbe": probe | {"failureThreshold": 6},

@@ -21,6 +21,13 @@ SIMULATOR_APP = "devicefleet-simulator"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 
 STATUS_PORT = 8080
+
+# A fleet's credentials Secret (operator/credentials.py): its keys → the simulator's env.
+CREDENTIAL_ENV = {
+    "mqtt-username": "SIMULATOR_MQTT_USERNAME",
+    "mqtt-password": "SIMULATOR_MQTT_PASSWORD",
+    "ingest-token": "SIMULATOR_INGEST_TOKEN",
+}
 STATUS_PORT_NAME = "status"
 
 

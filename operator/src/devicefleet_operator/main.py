@@ -31,7 +31,11 @@ from devicefleet_operator.constants import (
     Phase,
 )
 from devicefleet_operator.handlers.observe import observe_fleet, observe_health
-from devicefleet_operator.handlers.reconcile import fleet_spec, reconcile_children
+from devicefleet_operator.handlers.reconcile import (
+    fleet_spec,
+    reconcile_children,
+    reconcile_credentials,
+)
 from devicefleet_operator.health import HealthReader
 from devicefleet_operator.poller import PodTarget
 from devicefleet_operator.registry import register_fleet_devices
@@ -143,8 +147,9 @@ def reconcile(
     services: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
-    """Create or update the fleet's Service and StatefulSet; register its devices."""
+    """Create or update the fleet's credentials, Service and StatefulSet; register its devices."""
     fleet = fleet_spec(spec)
+    reconcile_credentials(namespace, name, body, CONFIG)
     reconcile_children(
         namespace,
         name,

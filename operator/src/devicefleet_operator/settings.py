@@ -3,6 +3,7 @@ otherwise, and how often fleets are observed."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -45,4 +46,12 @@ class Settings(ServiceSettings, ObservabilitySettings):
     )
     health_stale_after: float = Field(
         300.0, gt=0, description="A device's health prediction older than this counts as unknown"
+    )
+    # Per-fleet credentials (devicefleet_common.credentials): each key is a file of a Secret
+    # mounted into the operator only. Unset = fleets get no credentials (an open broker/ingest).
+    ingest_token_key_file: Path | None = Field(
+        None, description="Key signing fleets' ingest bearer tokens (shared with ingest)"
+    )
+    mqtt_password_key_file: Path | None = Field(
+        None, description="Key deriving fleets' MQTT passwords (the operator's alone)"
     )

@@ -49,6 +49,9 @@ def can(verb: str, resource: str, namespace: str = "default") -> bool:
         ("create", "services"),
         ("list", "pods"),
         ("create", "events"),
+        # Fleets' credentials Secrets, written blind (values derived from signing keys).
+        ("create", "secrets"),
+        ("patch", "secrets"),
     ],
 )
 def test_operator_may_do_its_job(rbac: None, verb: str, resource: str) -> None:
@@ -60,6 +63,7 @@ def test_operator_may_do_its_job(rbac: None, verb: str, resource: str) -> None:
     [
         ("get", "secrets"),
         ("list", "secrets"),
+        ("watch", "secrets"),
         ("create", "pods/exec"),
         ("delete", "pods"),
         ("delete", "devicefleets.iot.devicefleet.io"),
@@ -70,3 +74,22 @@ def test_operator_may_do_its_job(rbac: None, verb: str, resource: str) -> None:
 )
 def test_operator_may_not_do_more(rbac: None, verb: str, resource: str) -> None:
     assert not can(verb, resource), f"the operator must not {verb} {resource}"
+
+
+def test_operator_cannot_read_a_secret(rbac: None) -> None:
+    """Not just the authorizer's answer: a real read of a real Secret, impersonating the
+    operator's service account, is refused with 403 (and so is listing them)."""
+    kubectl("create", "secret", "generic", f"not-yours-{RUN}", "-n", "devicefleet-system",
+            "--from-literal=password=hunter2", check=False)  # fmt: skip
+    try:
+        read = kubectl("get", "secret", f"not-yours-{RUN}", "-n", "devicefleet-system",
+                       "-o", "jsonpath={.data}", "--as", SA, check=False)  # fmt: skip
+        listed = kubectl("get", "secrets", "-A", "--as", SA, check=False)
+    finally:
+        kubectl("delete", "secret", f"not-yours-{RUN}", "-n", "devicefleet-system",
+                "--ignore-not-found")  # fmt: skip
+    assert "forbidden" in read.stderr.lower(), read
+    assert read.returncode != 0
+    assert "aHVudGVyMg" not in read.stdout  # base64 of the value
+    assert "forbidden" in listed.stderr.lower(), listed
+    assert listed.returncode != 0

@@ -14,6 +14,7 @@ from prometheus_client import Counter, Histogram
 
 from devicefleet_operator.builders import build_service, build_statefulset
 from devicefleet_operator.constants import FIELD_MANAGER, SPEC_HASH_ANNOTATION
+from devicefleet_operator.credentials import apply_secret, build_secret, signing_keys
 from devicefleet_operator.settings import Settings
 from devicefleet_operator.spec import FleetSpec, InvalidSpec, parse_spec
 
@@ -101,7 +102,9 @@ def reconcile_children(
     (``None`` = absent), so an up-to-date fleet costs no API call at all."""
     started = time.perf_counter()
     service = build_service(namespace, name)
-    statefulset = build_statefulset(namespace, name, spec, config)
+    statefulset = build_statefulset(
+        namespace, name, spec, config, signing_keys(config).credential_keys()
+    )
     for child in (service, statefulset):
         kopf.adopt(child, owner=body)
     try:
@@ -120,3 +123,20 @@ def reconcile_children(
     RECONCILES.labels(outcome).inc()
     RECONCILE_DURATION.observe(time.perf_counter() - started)
     return actions
+
+
+def reconcile_credentials(namespace: str, name: str, body: kopf.Body, config: Settings) -> str:
+    """Write the fleet's credentials Secret (owned by the fleet, so deleted with it) before
+    its pods need it; "none" when the operator has no signing keys."""
+    keys = signing_keys(config)
+    if not keys.credential_keys():
+        return "none"
+    secret = build_secret(namespace, name, keys)
+    kopf.adopt(secret, owner=body)
+    try:
+        return apply_secret(_api()[1], secret)
+    except ApiException as exc:
+        RECONCILES.labels("error").inc()
+        raise kopf.TemporaryError(
+            f"writing the credentials Secret failed: {exc.status} {exc.reason}", delay=10
+        ) from exc
