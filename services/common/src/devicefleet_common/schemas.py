@@ -78,6 +78,9 @@ class RawEnvelope(BaseModel):
     timestamp: float = Field(description="Device time, epoch seconds (receive time if absent)")
     received_at: float
     source: Literal["mqtt", "http"]
+    # The fleet whose credentials the message came with (ingest's bearer token); the processor
+    # dead-letters it if the device belongs to another fleet. None: unauthenticated (auth off).
+    fleet: str | None = None
 
 
 class Measurement(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from devicefleet_common.schemas import RawEnvelope, TelemetryIn
 
 
-def http_envelope(body: TelemetryIn, received_at: float) -> RawEnvelope:
+def http_envelope(body: TelemetryIn, received_at: float, fleet: str | None = None) -> RawEnvelope:
     return RawEnvelope(
         message_id=body.message_id,
         device_id=body.device_id,
@@ -15,4 +15,5 @@ def http_envelope(body: TelemetryIn, received_at: float) -> RawEnvelope:
         timestamp=body.timestamp.timestamp(),
         received_at=received_at,
         source="http",
+        fleet=fleet,
     )

@@ -15,9 +15,11 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from devicefleet_common.credentials import load_key
 from devicefleet_common.logging import get_logger, setup_logging
 from devicefleet_common.settings import redacted
 from devicefleet_common.tracing import setup_tracing
+from devicefleet_ingest.api.auth import BearerAuthMiddleware, with_bearer_auth
 from devicefleet_ingest.api.errors import install_error_handlers, without_422
 from devicefleet_ingest.api.main import api_router
 from devicefleet_ingest.api.middleware import ContentLengthLimitMiddleware, HttpMetricsMiddleware
@@ -69,6 +71,10 @@ def create_app(
     app.add_middleware(
         ContentLengthLimitMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics
     )
+    # A bad key file stops the start (InvalidKey): never an ingest silently without auth.
+    token_key = load_key(settings.auth_token_key_file) if settings.auth_token_key_file else None
+    if token_key is not None:  # before the 413 check: strangers learn nothing about limits
+        app.add_middleware(BearerAuthMiddleware, key=token_key, metrics=metrics)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # outermost: sees every 413
     # Continues the device's trace from its traceparent header; Kafka headers carry it on.
     # One server span per request; the per-chunk "http receive/send" spans cost a quarter of
@@ -83,7 +89,8 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = without_422(default_openapi())
+            schema = without_422(default_openapi())
+            app.openapi_schema = with_bearer_auth(schema) if token_key is not None else schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -18,6 +18,7 @@ class Outcome(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
+    UNAUTHORIZED = "unauthorized"  # no valid bearer token (401), messages never read
     OVERLOADED = "overloaded"
     FAILED = "failed"
 

@@ -65,12 +65,15 @@ class Ingestor:
     def in_flight(self) -> int:
         return self._in_flight
 
-    async def ingest(self, message: TelemetryIn) -> ItemStatus:
-        """``accepted`` once Kafka acknowledged, ``duplicate`` if seen or in flight."""
-        [result] = await self.ingest_batch([message])
+    async def ingest(self, message: TelemetryIn, fleet: str | None = None) -> ItemStatus:
+        """``accepted`` once Kafka acknowledged, ``duplicate`` if seen or in flight; ``fleet``:
+        whose bearer token the message came with (``None``: auth off)."""
+        [result] = await self.ingest_batch([message], fleet)
         return result.status
 
-    async def ingest_batch(self, messages: Sequence[TelemetryIn]) -> list[ItemResult]:
+    async def ingest_batch(
+        self, messages: Sequence[TelemetryIn], fleet: str | None = None
+    ) -> list[ItemResult]:
         """All-or-nothing admission, then every new message produced and awaited.
 
         Raises ``Unavailable`` if any produce failed; the ones acknowledged are remembered, so
@@ -93,7 +96,7 @@ class Ingestor:
         in_flight = [
             m.message_id for m, c in zip(messages, claims, strict=True) if c is Claim.IN_FLIGHT
         ]
-        errors = await self._deliver(new, in_flight)
+        errors = await self._deliver(new, in_flight, fleet)
         results: list[ItemResult] = []
         accepted = 0
         for message, claim in zip(messages, claims, strict=True):
@@ -129,7 +132,10 @@ class Ingestor:
         raise Unavailable(reason)
 
     async def _deliver(
-        self, messages: Sequence[TelemetryIn], in_flight: Sequence[str] = ()
+        self,
+        messages: Sequence[TelemetryIn],
+        in_flight: Sequence[str] = (),
+        fleet: str | None = None,
     ) -> dict[str, str]:
         """Produce ``messages`` and wait, up to the produce timeout, for their acks and for
         the deliveries already under way of the ``in_flight`` ids; an error text per message
@@ -140,7 +146,7 @@ class Ingestor:
         self._in_flight += len(messages)
         self._metrics.in_flight.set(self._in_flight)
         own = {
-            m.message_id: asyncio.ensure_future(self._produce(http_envelope(m, received_at)))
+            m.message_id: asyncio.ensure_future(self._produce(http_envelope(m, received_at, fleet)))
             for m in messages
         }
         for message_id, task in own.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -32,4 +34,9 @@ class IngestSettings(ServiceSettings, KafkaSettings, ObservabilitySettings):
     ready_cache_seconds: float = Field(5.0, gt=0, description="/ready caches its Kafka check")
     ready_check_timeout_seconds: float = Field(
         2.0, gt=0, description="Kafka metadata timeout of /ready"
+    )
+    # Bearer tokens per fleet (api/auth.py): the key file is the operator's ingest-token key,
+    # mounted from a Secret. Unset = no auth (local dev processes); the chart sets it.
+    auth_token_key_file: Path | None = Field(
+        None, description="Key that signs fleets' ingest tokens; set = bearer token required"
     )

@@ -48,6 +48,14 @@ def process(
         device = registry.get(envelope.device_id)
         if device is None:
             raise DecodeError("unknown_device", f"{envelope.device_id} is not in the registry")
+        if envelope.fleet is not None and envelope.fleet != device.fleet:
+            # Authenticated as one fleet, publishing for another's device (ingest's bearer
+            # token names the fleet; only the registry knows the device's).
+            raise DecodeError(
+                "fleet_mismatch",
+                f"{envelope.device_id} belongs to fleet {device.fleet!r}, not to the sender's "
+                f"fleet {envelope.fleet!r}",
+            )
         check_timestamp(envelope.timestamp, now or time.time(), max_future, max_age)
         record = decode(envelope, device)
     except DecodeError as exc:

@@ -11,14 +11,19 @@ import httpx
 import orjson
 from opentelemetry import propagate
 
+from devicefleet_common.logging import get_logger
 from devicefleet_common.resilience import PermanentError, TransientError
 from devicefleet_common.schemas import MESSAGE_ID_HEADER
 from devicefleet_simulator.message import OutgoingMessage
 from devicefleet_simulator.transport import Ack
 
+log = get_logger("devicefleet.simulator.http")
+
 # 5xx other than these may be a bug rather than an overload, but a retry is still cheap and
 # the breaker bounds the damage; 4xx other than 408/429 say the request itself is wrong.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Ingest refused the credentials: every message would be refused alike, so never retried.
+AUTH_STATUSES = frozenset({401, 403})
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -45,16 +50,30 @@ def classify_response(status: int, retry_after: str | None = None) -> Ack:
     raise PermanentError(f"http {status}", status=status)
 
 
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("reason", "")) if isinstance(body, dict) else ""
+
+
 class HttpTransport:
     name = "http"
 
     def __init__(
-        self, ingest_url: str, timeout: float, client: httpx.AsyncClient | None = None
+        self,
+        ingest_url: str,
+        timeout: float,
+        client: httpx.AsyncClient | None = None,
+        token: str | None = None,
     ) -> None:
         self._url = f"{ingest_url.rstrip('/')}/ingest"
         self._timeout = timeout
         self._client = client  # injectable for tests; created on start() otherwise
         self._reachable = True
+        self._auth = {"authorization": f"Bearer {token}"} if token else {}
+        self._auth_refused = False  # logged once, not per message
 
     @property
     def ready(self) -> bool:
@@ -75,7 +94,7 @@ class HttpTransport:
         if self._client is None:
             raise TransientError("http client not started")
         try:
-            response = await self._client.post(url, content=body, headers=headers)
+            response = await self._client.post(url, content=body, headers={**headers, **self._auth})
         except httpx.TimeoutException as exc:
             self._reachable = False
             raise TransientError(f"timeout: {type(exc).__name__}") from exc
@@ -83,6 +102,14 @@ class HttpTransport:
             self._reachable = False
             raise TransientError(f"connection error: {type(exc).__name__}") from exc
         self._reachable = True
+        if response.status_code in AUTH_STATUSES and not self._auth_refused:
+            self._auth_refused = True
+            log.error(
+                "ingest refused this fleet's credentials; its messages are rejected",
+                status=response.status_code,
+                reason=_reason(response),
+                token_sent=bool(self._auth),
+            )
         return response
 
     async def close(self) -> None:
@@ -114,8 +141,9 @@ class HttpBatchTransport(HttpTransport):
         batch_max: int = 200,
         linger: float = 0.2,
         client: httpx.AsyncClient | None = None,
+        token: str | None = None,
     ) -> None:
-        super().__init__(ingest_url, timeout, client)
+        super().__init__(ingest_url, timeout, client, token)
         self._batch_url = f"{self._url}/batch"
         self._batch_max = batch_max
         self._linger = linger
@@ -181,8 +209,8 @@ class HttpBatchTransport(HttpTransport):
         try:
             classify_response(response.status_code, response.headers.get("retry-after"))
         except PermanentError:
-            if len(batch) == 1:
-                raise
+            if len(batch) == 1 or response.status_code in AUTH_STATUSES:
+                raise  # refused credentials refuse each reading alike: no one-by-one resend
             # One reading spoilt the batch: each one alone, so only the bad one is refused.
             return await asyncio.gather(
                 *(HttpTransport.send(self, item.message) for item in batch),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from devicefleet_common.schemas import Profile
@@ -46,6 +46,10 @@ class Settings(ServiceSettings, MqttSettings, ObservabilitySettings):
         0.2, ge=0.0, description="Seconds an edge gateway gathers readings before a POST (http)"
     )
     ingest_url: str = Field("http://127.0.0.1:18080", description="Ingest base URL (http)")
+    # The fleet's token from its credentials Secret (the operator sets it by secretKeyRef).
+    ingest_token: SecretStr | None = Field(
+        None, description="Bearer token sent to ingest (http); unset = none"
+    )
 
     # Fault injection (seed 002 defaults).
     drop_rate: Rate = Field(0.15, description="Share of readings never sent (counted)")

@@ -52,15 +52,17 @@ class SimulatedDevice:
 
 
 def build_transport(settings: Settings) -> Transport:
+    token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
     if settings.transport == "http" and settings.edge:
         return HttpBatchTransport(
             settings.ingest_url,
             settings.request_timeout,
             batch_max=settings.http_batch_max,
             linger=settings.http_batch_linger,
+            token=token,
         )
     if settings.transport == "http":
-        return HttpTransport(settings.ingest_url, settings.request_timeout)
+        return HttpTransport(settings.ingest_url, settings.request_timeout, token=token)
     client_id = f"devicefleet-sim-{settings.fleet}-{settings.profile}-{settings.device_start_index}"
     return MqttTransport(
         settings.mqtt_host,

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from devicefleet_common.schemas import TelemetryBatchIn, TelemetryIn
 from devicefleet_ingest import models
+from devicefleet_ingest.api.auth import FleetDep
 from devicefleet_ingest.api.deps import IngestorDep
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
@@ -40,16 +41,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         },
     },
 )
-async def ingest(message: TelemetryIn, ingestor: IngestorDep) -> Any:
-    if await ingestor.ingest(message) == "duplicate":
+async def ingest(message: TelemetryIn, ingestor: IngestorDep, fleet: FleetDep) -> Any:
+    if await ingestor.ingest(message, fleet) == "duplicate":
         body = models.Duplicate(message_id=message.message_id)
         return JSONResponse(body.model_dump(), status_code=409)
     return models.Accepted(message_id=message.message_id)
 
 
 @router.post("/batch", response_model=models.BatchAccepted, responses=_ERRORS)
-async def ingest_batch(batch: TelemetryBatchIn, ingestor: IngestorDep) -> models.BatchAccepted:
-    results = await ingestor.ingest_batch(batch.messages)
+async def ingest_batch(
+    batch: TelemetryBatchIn, ingestor: IngestorDep, fleet: FleetDep
+) -> models.BatchAccepted:
+    results = await ingestor.ingest_batch(batch.messages, fleet)
     return models.BatchAccepted(
         results=[models.BatchItem(message_id=r.message_id, status=r.status) for r in results]
     )
