@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from devicefleet_common.features import HealthState
 
@@ -18,6 +18,19 @@ from devicefleet_common.features import HealthState
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
 Profile = Literal["truck", "f2", "generic"]
+
+# What the sink writes must fit PostgreSQL: text without NUL (refused by the server), ids and
+# metric names short enough for the unique index (rows over ~2.7 kB are refused), times a
+# datetime can hold. A record breaking these would fail its whole batch again and again.
+MAX_MESSAGE_ID_LENGTH = 256
+MAX_METRIC_LENGTH = 128
+_NO_NUL = r"^[^\x00]*$"
+StoredText = Annotated[str, StringConstraints(pattern=_NO_NUL)]
+StoredMessageId = Annotated[
+    str, StringConstraints(pattern=_NO_NUL, min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)
+]
+EARLIEST_TIMESTAMP = -62135596800.0  # 0001-01-01T00:00:00Z
+LATEST_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z
 
 # Header/user-property names that carry the message id and dead-letter details.
 MESSAGE_ID_HEADER = "message-id"
@@ -37,15 +50,38 @@ def content_message_id(device_id: str, topic: str, payload: bytes) -> str:
     return f"{device_id}:sha256:{digest}"
 
 
+def _not_a_number(value: Any) -> Any:
+    # Lax mode would read a JSON number as epoch seconds; the API documents RFC 3339 text, and
+    # a device sending 0 meant something else than 1970.
+    if isinstance(value, int | float):
+        raise ValueError("Input should be a valid datetime (an RFC 3339 string, not a number)")
+    return value
+
+
+def _json_integer(value: Any) -> Any:
+    # Lax mode would read "7" as 7 and true as 1; the API documents a JSON integer (7.0 is one).
+    if isinstance(value, str | bool):
+        raise ValueError(
+            f"Input should be a valid integer (a JSON number, not a {type(value).__name__})"
+        )
+    return value
+
+
 class TelemetryIn(BaseModel):
     """One reading as a device POSTs it to ``/ingest``."""
 
     model_config = ConfigDict(extra="forbid")
 
     device_id: DeviceId
-    boot_epoch: int = Field(ge=0, le=2**53, description="Device boot time, epoch seconds")
-    sequence: int = Field(ge=0, le=2**53, description="Per-boot sequence number")
-    timestamp: AwareDatetime = Field(description="When the device took the reading (RFC 3339)")
+    boot_epoch: Annotated[int, BeforeValidator(_json_integer)] = Field(
+        ge=0, le=2**53, description="Device boot time, epoch seconds"
+    )
+    sequence: Annotated[int, BeforeValidator(_json_integer)] = Field(
+        ge=0, le=2**53, description="Per-boot sequence number"
+    )
+    timestamp: Annotated[AwareDatetime, BeforeValidator(_not_a_number)] = Field(
+        description="When the device took the reading (RFC 3339)"
+    )
     topic: str | None = Field(
         None,
         max_length=256,
@@ -75,8 +111,10 @@ class RawEnvelope(BaseModel):
     # dead-letter them with a reason instead of the bridge dropping them.
     payload: Any
     payload_encoding: Literal["json", "text", "base64"] = "json"
-    timestamp: float = Field(description="Device time, epoch seconds (receive time if absent)")
-    received_at: float
+    timestamp: float = Field(
+        allow_inf_nan=False, description="Device time, epoch seconds (receive time if absent)"
+    )
+    received_at: float = Field(allow_inf_nan=False)
     source: Literal["mqtt", "http"]
     # The fleet whose credentials the message came with (ingest's bearer token); the processor
     # dead-letters it if the device belongs to another fleet. None: unauthenticated (auth off).
@@ -84,10 +122,10 @@ class RawEnvelope(BaseModel):
 
 
 class Measurement(BaseModel):
-    metric: str
-    value: float | None = None
-    value_text: str | None = None
-    unit: str | None = None
+    metric: Annotated[StoredText, StringConstraints(min_length=1, max_length=MAX_METRIC_LENGTH)]
+    value: float | None = Field(None, allow_inf_nan=False)
+    value_text: StoredText | None = None
+    unit: StoredText | None = None
 
 
 class HealthPrediction(BaseModel):
@@ -105,13 +143,13 @@ class HealthPrediction(BaseModel):
 class DecodedRecord(BaseModel):
     """Value of a ``decoded_iot_data`` record (key: device id)."""
 
-    message_id: str
-    device_id: str
-    timestamp: float
+    message_id: StoredMessageId
+    device_id: DeviceId
+    timestamp: float = Field(ge=EARLIEST_TIMESTAMP, le=LATEST_TIMESTAMP)
     profile: Profile
-    original_topic: str
-    connector_mode: str | None = None
-    component_type: str | None = None
+    original_topic: StoredText
+    connector_mode: StoredText | None = None
+    component_type: StoredText | None = None
     measurements: list[Measurement]
     attributes: dict[str, Any] = Field(default_factory=dict)
     health: HealthPrediction | None = None

@@ -32,13 +32,14 @@ class TopicInfo:
 
 
 def parse_topic(topic: str) -> TopicInfo | None:
-    if m := _F2.match(topic):
+    # fullmatch: with match, "$" also matches before a trailing newline ("sensors/s1\n").
+    if m := _F2.fullmatch(topic):
         return TopicInfo(m["device"], "f2", m["mode"], m["component"])
-    if m := _TRUCK.match(topic):
+    if m := _TRUCK.fullmatch(topic):
         return TopicInfo(m["device"], "truck")
-    if m := _SENSOR.match(topic):
+    if m := _SENSOR.fullmatch(topic):
         return TopicInfo(m["device"], "generic")
-    if m := _HTTP.match(topic):
+    if m := _HTTP.fullmatch(topic):
         return TopicInfo(m["device"], None)
     return None
 

@@ -7,12 +7,23 @@ reason (it becomes the ``dlq-reason`` header) and a human-readable detail.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
+
 from devicefleet_common.devices import F2_RS485_DEFAULTS
-from devicefleet_common.schemas import DecodedRecord, Measurement, Profile, RawEnvelope
-from devicefleet_common.topics import parse_topic
+from devicefleet_common.schemas import (
+    DEVICE_ID_PATTERN,
+    MAX_MESSAGE_ID_LENGTH,
+    MAX_METRIC_LENGTH,
+    DecodedRecord,
+    Measurement,
+    Profile,
+    RawEnvelope,
+)
+from devicefleet_common.topics import TopicInfo, parse_topic
 
 
 class DecodeError(Exception):
@@ -59,11 +70,23 @@ DEFAULT_UNITS: dict[str, str] = {
     "battery_v": "V",
 }
 MAX_TEXT_LENGTH = 4096
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# int(x, 16) also takes signs, "0x", "_", spaces and non-ASCII digits: a register is not that.
+_HEX_REGISTER = re.compile(r"[0-9A-Fa-f]{4}")
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 
 
 def _reading_items(payload: dict[str, Any]) -> list[tuple[str, Any]]:
     # "timestamp" is envelope data; "_"-prefixed keys are reserved for simulator metadata.
-    return [(k, v) for k, v in payload.items() if k != "timestamp" and not k.startswith("_")]
+    items = [(k, v) for k, v in payload.items() if k != "timestamp" and not k.startswith("_")]
+    for key, _ in items:
+        if not key or len(key) > MAX_METRIC_LENGTH or _CONTROL_CHARACTERS.search(key):
+            raise DecodeError(
+                "invalid_metric",
+                f"metric name {key[:40]!r} must be 1-{MAX_METRIC_LENGTH} characters "
+                "without control characters",
+            )
+    return items
 
 
 def decode_f2(component: str, payload: dict[str, Any], device: DeviceParams) -> list[Measurement]:
@@ -83,11 +106,18 @@ def decode_f2(component: str, payload: dict[str, Any], device: DeviceParams) -> 
     if component in F2_STRING_COMPONENTS:
         out = []
         for key, value in items:
-            if not isinstance(value, str) or not value or len(value) > MAX_TEXT_LENGTH:
+            # NUL is the one character PostgreSQL text cannot hold (control characters like
+            # GS1's group separator are legitimate in a QR code).
+            if (
+                not isinstance(value, str)
+                or not value
+                or len(value) > MAX_TEXT_LENGTH
+                or "\x00" in value
+            ):
                 raise DecodeError(
                     "invalid_value",
-                    f"{component}.{key} must be a non-empty "
-                    f"string of at most {MAX_TEXT_LENGTH} chars",
+                    f"{component}.{key} must be a non-empty string "
+                    f"of at most {MAX_TEXT_LENGTH} chars without NUL",
                 )
             out.append(Measurement(metric=key, value_text=value, unit="raw"))
         return out
@@ -99,12 +129,10 @@ def decode_f2(component: str, payload: dict[str, Any], device: DeviceParams) -> 
 
 def decode_rs485(key: str, value: Any, calibration: dict[str, Any] | None) -> Measurement:
     """A 16-bit register as 4 hex digits, scaled by the device's calibration."""
-    if not isinstance(value, str) or len(value) != 4:
-        raise DecodeError("invalid_value", f"rs485-sensors.{key} must be 4 hex digits")
-    try:
-        raw = int(value, 16)
-    except ValueError:
-        raise DecodeError("invalid_value", f"rs485-sensors.{key}={value!r} is not hex") from None
+    if not isinstance(value, str) or not _HEX_REGISTER.fullmatch(value):
+        shown = repr(value[:8]) if isinstance(value, str) else type(value).__name__
+        raise DecodeError("invalid_value", f"rs485-sensors.{key}={shown} is not 4 hex digits")
+    raw = int(value, 16)
     if calibration is None:
         return Measurement(metric=key, value=float(raw), unit="raw")
     if calibration.get("signed") and raw >= 0x8000:
@@ -122,9 +150,13 @@ def decode_numeric(payload: dict[str, Any], device: DeviceParams) -> list[Measur
             raise DecodeError(
                 "invalid_value", f"{key} must be a number, got {type(value).__name__}"
             )
-        if not math.isfinite(value):
+        try:
+            number = float(value)  # a JSON integer can have any number of digits
+        except OverflowError:
+            raise DecodeError("invalid_value", f"{key} is out of range") from None
+        if not math.isfinite(number):
             raise DecodeError("invalid_value", f"{key} must be finite")
-        out.append(Measurement(metric=key, value=float(value), unit=units.get(key)))
+        out.append(Measurement(metric=key, value=number, unit=units.get(key)))
     if not out:
         raise DecodeError("no_measurements", "payload has no readings")
     return out
@@ -151,15 +183,28 @@ def decode(envelope: RawEnvelope, device: DeviceParams) -> DecodedRecord:
             "payload_not_json_object",
             f"payload is {envelope.payload_encoding} ({type(envelope.payload).__name__})",
         )
+    try:
+        return _decoded_record(envelope, envelope.payload, device, topic)
+    except pydantic.ValidationError as exc:
+        # The record contract the sink relies on (see DecodedRecord): a dead letter here
+        # rather than a record the sink could only dead-letter or, worse, fail to write.
+        err = exc.errors()[0]
+        detail = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        raise DecodeError("invalid_record", detail) from None
+
+
+def _decoded_record(
+    envelope: RawEnvelope, payload: dict[str, Any], device: DeviceParams, topic: TopicInfo
+) -> DecodedRecord:
     profile = device.profile
     if profile == "f2":
         if topic.component_type is None:
             raise DecodeError(
                 "missing_component", "F2 messages need a cmnd/<id>/<mode>/J1/<component> topic"
             )
-        measurements = decode_f2(topic.component_type, envelope.payload, device)
+        measurements = decode_f2(topic.component_type, payload, device)
     else:
-        measurements = decode_numeric(envelope.payload, device)
+        measurements = decode_numeric(payload, device)
     return DecodedRecord(
         message_id=envelope.message_id,
         device_id=envelope.device_id,
@@ -175,6 +220,22 @@ def decode(envelope: RawEnvelope, device: DeviceParams) -> DecodedRecord:
             if v is not None
         },
     )
+
+
+def check_ids(envelope: RawEnvelope) -> None:
+    """Ids fit for a registry lookup and the database (the bridge forwards whatever a topic
+    and a message-id property hold; a NUL in a lookup would look like a database outage)."""
+    if not _DEVICE_ID.fullmatch(envelope.device_id):
+        raise DecodeError(
+            "invalid_device_id", f"device id {envelope.device_id[:40]!r} is not a valid id"
+        )
+    message_id = envelope.message_id
+    if not message_id or len(message_id) > MAX_MESSAGE_ID_LENGTH or "\x00" in message_id:
+        raise DecodeError(
+            "invalid_message_id",
+            f"message id {message_id[:40]!r} must be 1-{MAX_MESSAGE_ID_LENGTH} characters "
+            "without NUL",
+        )
 
 
 def check_timestamp(timestamp: float, now: float, max_future: float, max_age: float) -> None:

@@ -10,7 +10,7 @@ from confluent_kafka import Message
 
 from devicefleet_common.kafka import KafkaHeaderList, dead_letter_headers, message_headers
 from devicefleet_common.schemas import MESSAGE_ID_HEADER, RawEnvelope
-from devicefleet_processor.decoders import DecodeError, check_timestamp, decode
+from devicefleet_processor.decoders import DecodeError, check_ids, check_timestamp, decode
 from devicefleet_processor.health import HealthScorer, score_safely
 from devicefleet_processor.registry import DeviceRegistry
 
@@ -45,6 +45,7 @@ def process(
     except pydantic.ValidationError as exc:
         return _dead_letter(msg, None, None, "invalid_envelope", _first_error(exc))
     try:
+        check_ids(envelope)
         device = registry.get(envelope.device_id)
         if device is None:
             raise DecodeError("unknown_device", f"{envelope.device_id} is not in the registry")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -42,7 +43,12 @@ def device_timestamp(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond float range
+            return None
+        # The envelope refuses inf/NaN: returning them would stop the bridge on this message.
+        return seconds if math.isfinite(seconds) else None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
