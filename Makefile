@@ -6,7 +6,7 @@ SHELL := /bin/bash
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 UV ?= uv
 
-.PHONY: help install up up-processes down status stack-up stack-down images lint charts tools test test-unit test-integration demo-rows health-train health-eval bench clean
+.PHONY: help install up up-processes down status stack-up stack-down images lint audit charts tools test test-unit test-integration demo-rows health-train health-eval bench clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -43,10 +43,15 @@ images: ## build the images without Docker and import them into the real node (n
 	@source devstack/lib.sh && if node_enabled; then bash devstack/images/build.sh all; \
 	else echo "no real node (not root or DEVSTACK_NODE=off): images not needed"; fi
 
-lint: install ## ruff + mypy
+lint: install ## ruff + mypy + bandit + pip-audit (docs/security.md)
 	$(UV) run ruff check services operator ml tests scripts devstack bench
 	$(UV) run ruff format --check services operator ml tests scripts devstack bench
 	$(UV) run mypy
+	$(UV) run bandit -c pyproject.toml -r services operator ml -q
+	$(UV) run python scripts/audit.py
+
+audit: install ## pip-audit of uv.lock; fails if PyPI's vulnerability data cannot be reached
+	$(UV) run python scripts/audit.py --strict
 
 charts: ## package chart dependencies and `helm lint --strict` every chart (needs stack-up's helm)
 	bash scripts/charts.sh all
