@@ -46,7 +46,7 @@ export DEVSTACK_DIR DEVSTACK_REPO DEVSTACK_CACHE DEVSTACK_STATE DEVSTACK_PORTS_F
 # Components in start order (down.sh stops them in reverse). Each component
 # NAME has a file components/NAME.sh defining the functions described in
 # README.md ("Adding a component").
-DEVSTACK_COMPONENTS=(postgres kafka mosquitto prometheus
+DEVSTACK_COMPONENTS=(postgres kafka mosquitto mosquitto-secure prometheus
   etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 # --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from devicefleet_operator.constants import (
     VERSION,
     Phase,
 )
+from devicefleet_operator.handlers.broker import reconcile_broker, release_broker
 from devicefleet_operator.handlers.observe import observe_fleet, observe_health
 from devicefleet_operator.handlers.reconcile import (
     fleet_spec,
@@ -147,9 +148,11 @@ def reconcile(
     services: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
-    """Create or update the fleet's credentials, Service and StatefulSet; register its devices."""
+    """Create or update the fleet's credentials, broker identity, Service and StatefulSet;
+    register its devices."""
     fleet = fleet_spec(spec)
     reconcile_credentials(namespace, name, body, CONFIG)
+    reconcile_broker(namespace, name, fleet, CONFIG)
     reconcile_children(
         namespace,
         name,
@@ -161,6 +164,14 @@ def reconcile(
     )
     if CONFIG.database_url:
         register_fleet_devices(CONFIG.database_url, namespace, name, fleet)
+
+
+# A finalizer only when there is something outside Kubernetes to clean up (the broker's
+# client and role): without one, deleting a fleet never waits for the operator.
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=not CONFIG.manages_broker)
+def release(namespace: str, name: str, **_: Any) -> None:
+    """Remove the fleet from the MQTT broker: its credentials stop working."""
+    release_broker(namespace, name, CONFIG)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.status_interval)

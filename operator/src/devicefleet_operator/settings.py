@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from devicefleet_common.settings import ObservabilitySettings, ServiceSettings
@@ -55,3 +55,28 @@ class Settings(ServiceSettings, ObservabilitySettings):
     mqtt_password_key_file: Path | None = Field(
         None, description="Key deriving fleets' MQTT passwords (the operator's alone)"
     )
+    # The broker's dynamic security admin (operator/broker.py): with it, the operator registers
+    # each fleet in the broker (its client and a role allowing only its devices' topics) and
+    # removes it when the fleet is deleted. Unset = the broker is managed elsewhere (or open).
+    mqtt_admin_username: str = Field("", description="Broker admin (dynamic security plugin)")
+    mqtt_admin_password_file: Path | None = Field(
+        None, description="File holding the broker admin's password (a mounted Secret key)"
+    )
+    mqtt_admin_host: str = Field("", description="Broker the operator manages; empty = mqtt_host")
+    mqtt_admin_port: int = Field(0, ge=0, description="Its port; 0 = mqtt_port")
+    mqtt_admin_tls_ca_file: Path | None = Field(
+        None, description="CA of the broker's TLS listener; set = the operator connects by TLS"
+    )
+
+    @property
+    def manages_broker(self) -> bool:
+        return self.mqtt_admin_password_file is not None
+
+    @model_validator(mode="after")
+    def _broker_admin_needs_the_fleet_key(self) -> Settings:
+        if self.manages_broker and not (self.mqtt_password_key_file and self.mqtt_admin_username):
+            raise ValueError(
+                "mqtt_admin_password_file needs mqtt_admin_username and mqtt_password_key_file "
+                "(fleets' broker passwords are derived from that key)"
+            )
+        return self

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -54,6 +54,19 @@ class MqttSettings(BaseModel):
     mqtt_host: str = Field("127.0.0.1", description="MQTT broker host")
     mqtt_port: int = Field(11883, description="MQTT broker port")
     mqtt_keepalive: int = Field(30, description="MQTT keepalive, seconds")
+    # Authentication and TLS (docs/security.md); devicefleet_common.mqtt applies them.
+    mqtt_username: str = Field("", description="MQTT username; empty = connect anonymously")
+    mqtt_password: SecretStr | None = Field(
+        None, description="MQTT password (from a Secret; never logged)"
+    )
+    mqtt_tls: bool = Field(
+        False, description="TLS to the broker (on by itself when mqtt_tls_ca_file is set)"
+    )
+    mqtt_tls_ca_file: Path | None = Field(
+        None, description="CA bundle the broker's cert is checked against; unset = system CAs"
+    )
+    mqtt_tls_cert_file: Path | None = Field(None, description="Client cert (mutual TLS)")
+    mqtt_tls_key_file: Path | None = Field(None, description="Client key (mutual TLS)")
 
 
 class ServiceSettings(BaseSettings):

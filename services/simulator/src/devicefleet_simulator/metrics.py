@@ -37,3 +37,8 @@ BREAKER_TRANSITIONS = Counter(
 )
 BUFFERED = Gauge("simulator_buffered_messages", "Messages waiting in the buffer")
 DEVICES = Gauge("simulator_devices", "Devices simulated by this process")
+MQTT_CONNECT_REFUSED = Counter(
+    "simulator_mqtt_connect_refused_total",
+    "CONNACKs refusing the connection, by reason (bad credentials, not authorized...)",
+    ["reason"],
+)

@@ -20,9 +20,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devicefleet_common.logging import get_logger
+from devicefleet_common.mqtt import REFUSED_CONNACK, configure_client
 from devicefleet_common.resilience import PermanentError, TransientError
 from devicefleet_common.schemas import MESSAGE_ID_HEADER
+from devicefleet_common.settings import MqttSettings
 from devicefleet_common.tracing import inject_mqtt_properties
+from devicefleet_simulator import metrics
 from devicefleet_simulator.message import OutgoingMessage
 from devicefleet_simulator.transport import Ack
 
@@ -56,13 +59,24 @@ class MqttTransport:
     name = "mqtt"
 
     def __init__(
-        self, host: str, port: int, keepalive: int, client_id: str, request_timeout: float
+        self,
+        host: str,
+        port: int,
+        keepalive: int,
+        client_id: str,
+        request_timeout: float,
+        *,
+        connection: MqttSettings | None = None,
     ) -> None:
+        """``connection``: username/password and TLS (its host and port are not used)."""
         self._host, self._port, self._keepalive = host, port, keepalive
         self._timeout = request_timeout
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
         )
+        if connection is not None:
+            configure_client(self._client, connection)
+        self._username = connection.mqtt_username if connection is not None else ""
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -141,13 +155,20 @@ class MqttTransport:
     def _on_connect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any = None
     ) -> None:
-        level = log.info if not reason.is_failure else log.warning
         if not reason.is_failure:
             self._connected.set()
+            log.info("mqtt connected", broker=f"{self._host}:{self._port}", reason=str(reason))
+            return
+        metrics.MQTT_CONNECT_REFUSED.labels(str(reason)).inc()
+        # Retried with backoff (the operator may be registering the fleet right now), but
+        # each refusal is an error line: bad credentials do not fix themselves.
+        level = log.error if int(reason.value) in REFUSED_CONNACK else log.warning
         level(
-            "mqtt connected" if not reason.is_failure else "mqtt connect refused",
+            "mqtt connect refused",
             broker=f"{self._host}:{self._port}",
+            username=self._username or None,
             reason=str(reason),
+            reason_code=int(reason.value),
         )
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:

@@ -70,6 +70,7 @@ def build_transport(settings: Settings) -> Transport:
         settings.mqtt_keepalive,
         client_id,
         settings.request_timeout,
+        connection=settings,
     )
 
 

@@ -12,3 +12,8 @@ PRODUCE_DURATION = Histogram(
 )
 MQTT_CONNECTED = Gauge("bridge_mqtt_connected", "1 while connected to the MQTT broker")
 UNACKED = Gauge("bridge_unacked_messages", "MQTT messages received and not yet acknowledged")
+MQTT_CONNECT_REFUSED = Counter(
+    "bridge_mqtt_connect_refused",
+    "CONNACKs refusing the connection, by reason (bad credentials, not authorized...)",
+    ["reason"],
+)

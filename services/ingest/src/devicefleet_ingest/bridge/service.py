@@ -26,6 +26,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from devicefleet_common.kafka import on_error_logger, producer_config
 from devicefleet_common.logging import get_logger
+from devicefleet_common.mqtt import REFUSED_CONNACK, broker_label, configure_client
 from devicefleet_common.schemas import MESSAGE_ID_HEADER
 from devicefleet_common.topics import SUBSCRIPTIONS
 from devicefleet_common.tracing import extract_pairs, inject_kafka_headers
@@ -90,6 +91,7 @@ class Bridge:
             protocol=mqtt.MQTTv5,
         )
         client.manual_ack_set(True)
+        configure_client(client, self._settings)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -144,15 +146,22 @@ class Bridge:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            log.warning("mqtt connect refused", reason_code=str(reason_code))
+            # paho retries with backoff; every refusal is counted and said (bad credentials
+            # do not fix themselves), with whom we tried to connect, never the password.
+            metrics.MQTT_CONNECT_REFUSED.labels(str(reason_code)).inc()
+            level = log.error if int(reason_code.value) in REFUSED_CONNACK else log.warning
+            level(
+                "mqtt connect refused",
+                reason_code=str(reason_code),
+                broker=broker_label(self._settings),
+            )
             return
         metrics.MQTT_CONNECTED.set(1)
         log.info(
             "mqtt connected",
             reason_code=str(reason_code),
             session_present=flags.session_present,
-            host=self._settings.mqtt_host,
-            port=self._settings.mqtt_port,
+            broker=broker_label(self._settings),
         )
         # Idempotent for a resumed session; needed for a new one.
         client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in SUBSCRIPTIONS])

@@ -1,0 +1,169 @@
+"""The real operator registers each fleet in the secured broker (issue 6): the credentials it
+writes into the fleet's Secret log in, publish the fleet's devices' topics and no other fleet's,
+follow a resize, and stop working once the fleet is deleted.
+
+Its own operator process (the session's one runs without broker credentials), with the
+secured broker's admin over TLS and the devstack's fleet key, watching its own namespaces."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from devicefleet_operator.builders import fleet_id
+from devicefleet_operator.constants import GROUP, PLURAL, VERSION
+from tests.integration.operator.conftest import (
+    KUBECONFIG,
+    KWOK_TOLERATION,
+    create_fleet,
+    delete_namespace,
+    patch_fleet,
+)
+from tests.integration.secure_mqtt import (
+    ADMIN_USER,
+    AUTH_PORT,
+    CA_FILE,
+    NOT_AUTHORIZED,
+    REFUSED_LOGIN,
+    SECRETS,
+    TLS_PORT,
+    Client,
+    secure_broker,
+)
+from tests.integration.test_mqtt_security import device_topic
+from tests.support import ServiceProcess, free_port, wait_for
+
+RUN = uuid.uuid4().hex[:6]
+PATTERN = f"devicefleet-test-mqtt-{RUN}-*"  # not the session operator's devicefleet-test-<hex>-*
+
+
+@pytest.fixture(scope="module")
+def broker_operator(
+    cluster: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    secure_broker()  # up, else fail
+    liveness = free_port()
+    env = {
+        "KUBECONFIG": KUBECONFIG,
+        "OPERATOR_NAMESPACES": json.dumps([PATTERN]),
+        "OPERATOR_STANDALONE": "true",
+        "OPERATOR_STATUS_INTERVAL": "1",
+        "OPERATOR_SIMULATOR_IMAGE": "devicefleet/simulator:test",
+        "OPERATOR_NODE_SELECTOR": json.dumps({"type": "kwok"}),
+        "OPERATOR_TOLERATIONS": json.dumps([KWOK_TOLERATION]),
+        "OPERATOR_METRICS_PORT": str(free_port()),
+        "OPERATOR_LIVENESS_PORT": str(liveness),
+        "OPERATOR_LOG_LEVEL": "DEBUG",
+        "OPERATOR_MQTT_HOST": "127.0.0.1",
+        "OPERATOR_MQTT_PORT": str(AUTH_PORT),
+        "OPERATOR_MQTT_PASSWORD_KEY_FILE": str(SECRETS / "fleet-key"),
+        "OPERATOR_MQTT_ADMIN_USERNAME": ADMIN_USER,
+        "OPERATOR_MQTT_ADMIN_PASSWORD_FILE": str(SECRETS / "admin.password"),
+        "OPERATOR_MQTT_ADMIN_PORT": str(TLS_PORT),
+        "OPERATOR_MQTT_ADMIN_TLS_CA_FILE": str(CA_FILE),
+    }
+    process = ServiceProcess(
+        "operator-mqtt",
+        ["devicefleet-operator"],
+        env,
+        tmp_path_factory.mktemp("operator-mqtt-logs"),
+        health_url=f"http://127.0.0.1:{liveness}/healthz",
+    ).start(60)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def namespace(broker_operator: ServiceProcess) -> Iterator[str]:
+    name = PATTERN.replace("*", uuid.uuid4().hex[:6])
+    core = client.CoreV1Api()
+    core.create_namespace(
+        {"metadata": {"name": name, "labels": {"iot.devicefleet.io/kwok-runner": "disabled"}}}
+    )
+    yield name
+    api = client.CustomObjectsApi()
+    for item in api.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
+        api.delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, item["metadata"]["name"])
+    delete_namespace(name)
+
+
+def secret_credentials(namespace: str, fleet: str) -> tuple[str, str]:
+    """The fleet's MQTT credentials as its pods get them (read here as the cluster admin)."""
+
+    def read() -> tuple[str, str] | None:
+        try:
+            data = client.CoreV1Api().read_namespaced_secret(f"{fleet}-sim-credentials", namespace)
+        except ApiException as exc:
+            if exc.status in (404, 500, 503):  # not written yet, or an apiserver restart
+                return None
+            raise
+        values = {k: base64.b64decode(v).decode() for k, v in (data.data or {}).items()}
+        return values["mqtt-username"], values["mqtt-password"]
+
+    return wait_for(read, 30, message=f"the Secret {fleet}-sim-credentials")
+
+
+def login(username: str, password: str) -> int:
+    session = Client(username, password)
+    try:
+        return session.connect()
+    finally:
+        session.close()
+
+
+def publish(username: str, password: str, topic: str) -> int:
+    session = Client(username, password)
+    try:
+        assert session.connect() == 0
+        return session.publish(topic, b"x")
+    finally:
+        session.close()
+
+
+def test_the_operator_registers_scopes_and_removes_a_fleet(
+    broker_operator: ServiceProcess, namespace: str
+) -> None:
+    create_fleet(namespace, "sensors", profile="generic", devices=3)
+    create_fleet(namespace, "trucks", profile="truck", devices=2)
+    user, password = secret_credentials(namespace, "sensors")
+    sensors, trucks = fleet_id(namespace, "sensors"), fleet_id(namespace, "trucks")
+    assert user == sensors
+    wait_for(lambda: login(user, password) == 0, 30, message="the fleet's login to work")
+
+    # Its devices' topics, and no other fleet's (nor beyond its size).
+    assert publish(user, password, device_topic("generic", sensors, 2)) < 0x80
+    assert publish(user, password, device_topic("truck", trucks, 0)) == NOT_AUTHORIZED
+    assert publish(user, password, device_topic("generic", sensors, 3)) == NOT_AUTHORIZED
+    truck_user, truck_password = secret_credentials(namespace, "trucks")
+    wait_for(lambda: login(truck_user, truck_password) == 0, 30, message="the trucks' login")
+    assert publish(truck_user, truck_password, device_topic("generic", sensors, 0)) == (
+        NOT_AUTHORIZED
+    )
+
+    # A resize follows: the fourth device may publish once the operator has reconciled.
+    patch_fleet(namespace, "sensors", {"devices": 4})
+    wait_for(
+        lambda: publish(user, password, device_topic("generic", sensors, 3)) < 0x80,
+        30,
+        message="the resized fleet's 4th device to be allowed",
+    )
+
+    # Deleted: the operator's finalizer removes it from the broker, then the fleet goes.
+    client.CustomObjectsApi().delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "sensors"
+    )
+    wait_for(lambda: login(user, password) in REFUSED_LOGIN, 30, message="the credentials to stop")
+    assert login(truck_user, truck_password) == 0  # the other fleet is untouched
+
+    # Never a credential in the operator's log.
+    logs = broker_operator.logs()
+    assert "fleet in mqtt broker" in logs
+    assert password not in logs
+    assert truck_password not in logs
+    assert (SECRETS / "admin.password").read_text().strip() not in logs
