@@ -8,8 +8,25 @@ KAFKA_HEAP="${KAFKA_HEAP:-512m}"
 
 _kafka_pom_hash() { sha256sum "$DEVSTACK_DIR/kafka/pom.xml" | cut -d' ' -f1; }
 
-kafka_ports() { echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT"; }
-kafka_address() { echo "127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)"; }
+# shellcheck source=../tls.sh
+source "$DEVSTACK_DIR/tls.sh"
+
+kafka_ports() { echo "$KAFKA_PORT $KAFKA_TLS_PORT $KAFKA_CONTROLLER_PORT"; }
+kafka_address() {
+  echo "127.0.0.1:$KAFKA_PORT (tls :$KAFKA_TLS_PORT, controller :$KAFKA_CONTROLLER_PORT)"
+}
+
+# _kafka_tls_keystore KEYSTORE: the TLS listener's PEM keystore (private key, then the
+# server certificate and the CA: the chain clients verify).
+_kafka_tls_keystore() {
+  local keystore="$1"
+  tls_server_cert kafka "DNS:localhost,IP:127.0.0.1"
+  (
+    umask 077
+    cat "$TLS_DIR/kafka.key" "$TLS_DIR/kafka.crt" "$TLS_DIR/ca.crt" >"$keystore.tmp"
+  )
+  mv -f "$keystore.tmp" "$keystore"
+}
 
 kafka_installed() {
   [[ -f "$KAFKA_HOME/.installed" && "$(cat "$KAFKA_HOME/.installed")" == "$(_kafka_pom_hash)" ]] &&
@@ -49,8 +66,9 @@ kafka_start() {
   data="$(data_dir kafka)"
   conf="$(conf_dir kafka)"
   mkdir -p "$data/logs" "$conf"
+  _kafka_tls_keystore "$conf/tls-keystore.pem"
   render_template "$DEVSTACK_DIR/kafka/server.properties" "$conf/server.properties" \
-    "KAFKA_LOG_DIRS=$data/logs"
+    "KAFKA_LOG_DIRS=$data/logs" "KAFKA_TLS_KEYSTORE=$conf/tls-keystore.pem"
   # Cluster id: generated once and kept in the state dir; storage formatted once.
   if [[ ! -s "$data/cluster-id" ]]; then
     _kafka_java 128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \

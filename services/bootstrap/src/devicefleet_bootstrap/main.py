@@ -56,7 +56,9 @@ def migrate(settings: Settings) -> int:
 
 
 def create_topics(settings: Settings) -> list[str]:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, **settings.kafka_security_config()}
+    )
 
     @retry(
         stop=stop_after_delay(settings.wait_timeout),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,15 +259,26 @@ class StageClients:
     delivery: DeliveryTracker
 
     @classmethod
-    def connect(cls, bootstrap: str, group_id: str, name: str) -> StageClients:
+    def connect(
+        cls, bootstrap: str, group_id: str, name: str, security: Mapping[str, str] | None = None
+    ) -> StageClients:
+        """``security``: TLS settings (``KafkaSettings.kafka_security_config()``)."""
+        security = security or {}
         consumer = Consumer(
-            consumer_config(bootstrap, group_id, name, error_cb=on_error_logger(f"{name}-consumer"))
+            consumer_config(
+                bootstrap,
+                group_id,
+                name,
+                **security,
+                error_cb=on_error_logger(f"{name}-consumer"),
+            )
         )
         # message.timeout.ms=0: retry delivery until it succeeds, never drop a record.
         producer = Producer(
             producer_config(
                 bootstrap,
                 name,
+                **security,
                 **{"message.timeout.ms": 0, "error_cb": on_error_logger(f"{name}-producer")},
             )
         )

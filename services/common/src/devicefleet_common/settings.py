@@ -41,6 +41,24 @@ class KafkaSettings(BaseModel):
     raw_topic: str = Field("raw_iot_data", description="Envelopes from ingest and the bridge")
     decoded_topic: str = Field("decoded_iot_data", description="Decoded, enriched records")
     dead_letter_topic: str = Field("iot_dead_letter", description="Records that cannot be used")
+    # TLS to the brokers (docs/security.md); devstack's TLS listener is 127.0.0.1:19094.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL"] = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT or SSL (TLS; on by itself when kafka_ssl_ca_file is set)",
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="CA certificate(s) that signed the brokers' certificates (PEM)"
+    )
+
+    def kafka_security_config(self) -> dict[str, str]:
+        """librdkafka settings for TLS (none for PLAINTEXT): the protocol and the CA;
+        librdkafka verifies the broker's certificate and host name."""
+        config: dict[str, str] = {}
+        if self.kafka_security_protocol == "SSL" or self.kafka_ssl_ca_file is not None:
+            config["security.protocol"] = "ssl"
+            if self.kafka_ssl_ca_file is not None:
+                config["ssl.ca.location"] = str(self.kafka_ssl_ca_file)
+        return config
 
 
 class DatabaseSettings(BaseModel):

@@ -34,6 +34,7 @@ def kafka_producer(settings: IngestSettings) -> AsyncProducer:
             settings.kafka_bootstrap_servers,
             "devicefleet-ingest",
             # librdkafka gives up when the HTTP caller does, so a 503 rarely hides a late write.
+            **settings.kafka_security_config(),
             **{"message.timeout.ms": timeout_ms, "error_cb": on_error_logger("ingest")},
         )
     )

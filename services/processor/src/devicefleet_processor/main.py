@@ -46,7 +46,10 @@ class Processor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.kafka = StageClients.connect(
-            settings.kafka_bootstrap_servers, settings.group_id, "devicefleet-processor"
+            settings.kafka_bootstrap_servers,
+            settings.group_id,
+            "devicefleet-processor",
+            settings.kafka_security_config(),
         )
         self.registry = DeviceRegistry(
             settings.database_url,

@@ -58,7 +58,10 @@ class Sink:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.kafka = StageClients.connect(
-            settings.kafka_bootstrap_servers, settings.group_id, "devicefleet-sink"
+            settings.kafka_bootstrap_servers,
+            settings.group_id,
+            "devicefleet-sink",
+            settings.kafka_security_config(),
         )
         self.writer = MeasurementWriter(settings.database_url)
         self.running = True

@@ -79,6 +79,7 @@ class Bridge:
                 settings.client_id,
                 # Never give up on a record: while Kafka is down, messages wait unacked in
                 # the MQTT session (bounded by receive_maximum) instead of being dropped.
+                **settings.kafka_security_config(),
                 **{"message.timeout.ms": 0, "error_cb": on_error_logger("bridge")},
             )
         )
