@@ -243,16 +243,23 @@ def execute(admin: BrokerAdmin, commands: Sequence[Command]) -> list[Any]:
 
 
 def register_fleet(
-    admin: BrokerAdmin, fleet: str, password: str, profile: Profile, devices: int
+    admin: BrokerAdmin,
+    fleet: str,
+    password: str,
+    profile: Profile,
+    devices: int,
+    check_password: bool = True,
 ) -> str:
     """Make the broker hold the fleet's client and its role; what changed
-    (``created``/``updated``/``unchanged``)."""
+    (``created``/``updated``/``unchanged``). ``check_password=False`` (the periodic check)
+    trusts an existing client's password: one admin connection instead of two."""
     acls = fleet_acls(profile, fleet, devices)
     role = role_name(fleet, acls)
     first = execute(admin, ensure_commands(fleet, password, role, acls))
     created = "error" not in first[1]
     roles = client_roles(first[2])
-    stale_password = None if created or can_log_in(admin, fleet, password) else password
+    password_ok = created or not check_password or can_log_in(admin, fleet, password)
+    stale_password = None if password_ok else password
     changes = converge_commands(fleet, role, roles, stale_password)
     execute(admin, changes)
     if created:

@@ -174,6 +174,19 @@ def release(namespace: str, name: str, **_: Any) -> None:
     release_broker(namespace, name, CONFIG)
 
 
+@kopf.timer(
+    GROUP,
+    VERSION,
+    PLURAL,
+    interval=CONFIG.mqtt_admin_resync_interval,
+    initial_delay=CONFIG.mqtt_admin_resync_interval,
+    when=lambda **_: CONFIG.manages_broker,
+)
+def broker_resync(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> None:
+    """Put the fleet back into a broker that forgot it (restarted without its state)."""
+    reconcile_broker(namespace, name, fleet_spec(spec), CONFIG, periodic=True)
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.status_interval)
 async def observe(
     namespace: str,

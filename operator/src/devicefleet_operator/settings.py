@@ -67,6 +67,12 @@ class Settings(ServiceSettings, ObservabilitySettings):
     mqtt_admin_tls_ca_file: Path | None = Field(
         None, description="CA of the broker's TLS listener; set = the operator connects by TLS"
     )
+    mqtt_admin_resync_interval: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds between checks that each fleet is still in the broker "
+        "(a broker restarted without its state gets them back)",
+    )
 
     @property
     def manages_broker(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from devicefleet_operator.broker import unregister_fleet
 from devicefleet_operator.builders import fleet_id
 from devicefleet_operator.constants import GROUP, PLURAL, VERSION
 from tests.integration.operator.conftest import (
@@ -41,6 +43,7 @@ from tests.support import ServiceProcess, free_port, wait_for
 
 RUN = uuid.uuid4().hex[:6]
 PATTERN = f"devicefleet-test-mqtt-{RUN}-*"  # not the session operator's devicefleet-test-<hex>-*
+RESYNC_INTERVAL = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,7 @@ def broker_operator(
         "OPERATOR_MQTT_ADMIN_PASSWORD_FILE": str(SECRETS / "admin.password"),
         "OPERATOR_MQTT_ADMIN_PORT": str(TLS_PORT),
         "OPERATOR_MQTT_ADMIN_TLS_CA_FILE": str(CA_FILE),
+        "OPERATOR_MQTT_ADMIN_RESYNC_INTERVAL": str(RESYNC_INTERVAL),
     }
     process = ServiceProcess(
         "operator-mqtt",
@@ -145,6 +149,24 @@ def test_the_operator_registers_scopes_and_removes_a_fleet(
     assert publish(truck_user, truck_password, device_topic("generic", sensors, 0)) == (
         NOT_AUTHORIZED
     )
+
+    # The periodic check leaves a registered fleet alone (no disconnect)...
+    device = Client(user, password)
+    assert device.connect() == 0
+    try:
+        time.sleep(3 * RESYNC_INTERVAL)
+        assert device.disconnects == []
+    finally:
+        device.close()
+    # ...and puts back a fleet the broker forgot (as after a restart without its state).
+    assert "fleet restored in mqtt broker" not in broker_operator.logs()
+    unregister_fleet(secure_broker().admin, sensors)
+    wait_for(
+        lambda: "fleet restored in mqtt broker" in broker_operator.logs(),
+        30,
+        message="the operator to restore the fleet",
+    )
+    assert login(user, password) == 0
 
     # A resize follows: the fourth device may publish once the operator has reconciled.
     patch_fleet(namespace, "sensors", {"devices": 4})

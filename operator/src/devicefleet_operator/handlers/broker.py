@@ -47,10 +47,14 @@ def _admin(host: str, port: int, user: str, password_file: Path, ca: Path | None
     return BrokerAdmin(host, port, user, password, ca)
 
 
-def reconcile_broker(namespace: str, name: str, spec: FleetSpec, config: Settings) -> str:
+def reconcile_broker(
+    namespace: str, name: str, spec: FleetSpec, config: Settings, periodic: bool = False
+) -> str:
     """The fleet's client and role in the broker, before its pods connect; "none" when the
-    operator does not manage the broker. A fleet not on MQTT gets no broker identity."""
-    if not config.manages_broker:
+    operator does not manage the broker. A fleet not on MQTT gets no broker identity.
+    ``periodic``: the timer's check that the broker still has the fleet (restarted without
+    its state, or edited by hand); the password is checked on real reconciles only."""
+    if not config.manages_broker or (periodic and spec.transport != "mqtt"):
         return "none"
     fleet = fleet_id(namespace, name)
     admin = broker_admin(config)
@@ -62,7 +66,12 @@ def reconcile_broker(namespace: str, name: str, spec: FleetSpec, config: Setting
             key = signing_keys(config).mqtt_password
             assert key is not None  # Settings requires the key with the admin
             outcome = register_fleet(
-                admin, fleet, mqtt_password(key, fleet), spec.profile, spec.devices
+                admin,
+                fleet,
+                mqtt_password(key, fleet),
+                spec.profile,
+                spec.devices,
+                check_password=not periodic,
             )
     except BrokerError as exc:
         BROKER_SYNCS.labels("error").inc()
@@ -70,7 +79,10 @@ def reconcile_broker(namespace: str, name: str, spec: FleetSpec, config: Setting
             f"registering the fleet in the MQTT broker: {exc}", delay=10
         ) from exc
     BROKER_SYNCS.labels(outcome).inc()
-    log.info("fleet in mqtt broker", fleet=fleet, outcome=outcome, devices=spec.devices)
+    if not periodic:
+        log.info("fleet in mqtt broker", fleet=fleet, outcome=outcome, devices=spec.devices)
+    elif outcome != "unchanged":
+        log.warning("fleet restored in mqtt broker", fleet=fleet, outcome=outcome)
     return outcome
 
 
