@@ -65,11 +65,12 @@ class Client:
         port: int = AUTH_PORT,
         ca_file: Path | None = None,
         tls: bool = False,
+        protocol: int = mqtt.MQTTv5,
     ) -> None:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"sec-test-{uuid.uuid4().hex[:10]}",
-            protocol=mqtt.MQTTv5,
+            protocol=protocol,
         )
         if username is not None:
             self._client.username_pw_set(username, password)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from prometheus_client import REGISTRY
 
@@ -104,6 +105,23 @@ def test_a_fleet_cannot_publish_as_another_fleets_device(
     bridge.wait(lambda: (own, b"genuine") in bridge.received)
     assert (foreign, b"forged") not in bridge.received
     assert all(topic != foreign for topic, _ in bridge.received)
+
+
+def test_with_mqtt_3_1_1_the_denied_publish_is_dropped_silently(
+    broker: SecureBroker, fleet_pair: tuple[str, str], bridge: Client
+) -> None:
+    """MQTT 3.1.1 has no PUBACK reason codes: the broker acknowledges the forged publish and
+    drops it. Still nothing reaches the subscriber (devices should speak v5 to learn it)."""
+    fleet_a, fleet_b = fleet_pair
+    own, foreign = device_topic("generic", fleet_a, 0), device_topic("generic", fleet_b, 0)
+    a = connected(broker, fleet_a, protocol=mqtt.MQTTv311)
+    try:
+        assert a.publish(foreign, b"forged-v3") == 0
+        assert a.publish(own, b"genuine-v3") == 0
+    finally:
+        a.close()
+    bridge.wait(lambda: (own, b"genuine-v3") in bridge.received)
+    assert (foreign, b"forged-v3") not in bridge.received
 
 
 def test_a_fleet_publishes_only_its_devices_not_any_topic(
