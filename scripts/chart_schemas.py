@@ -81,6 +81,7 @@ GLOBAL = obj(
         "database": obj(
             {"existingSecret": STRING, "secretKey": {"type": "string", "minLength": 1}}
         ),
+        "signingKeys": obj({"existingSecret": STRING}),
         "ingestUrl": STRING,
         "topics": obj(
             {"raw": STRING, "decoded": STRING, "deadLetter": STRING},
@@ -90,6 +91,30 @@ GLOBAL = obj(
             {"enabled": BOOL, "interval": DURATION, "scrapeTimeout": DURATION, "labels": LABELS}
         ),
     }
+)
+
+PEERS: Schema = {
+    "type": "array",
+    "items": {"type": "object"},
+    "description": "NetworkPolicyPeer objects; empty = any source",
+}
+NETWORK_POLICY = obj(
+    {
+        "enabled": BOOL,
+        "metricsFrom": PEERS,
+        "egress": obj(
+            {
+                "enabled": BOOL,
+                "ports": {"type": "array", "items": PORT},
+                "extra": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "NetworkPolicyEgressRule objects",
+                },
+            }
+        ),
+    },
+    required=["enabled"],
 )
 
 # Keys every chart has.
@@ -118,6 +143,7 @@ WORKLOAD: dict[str, Schema] = BASE | {
     "tolerations": TOLERATIONS,
     "affinity": {"type": "object"},
     "resources": RESOURCES,
+    "networkPolicy": NETWORK_POLICY,
 }
 SINGLE_REPLICA = {
     "type": "integer",
@@ -159,6 +185,9 @@ def schemas() -> dict[str, Schema]:
                 "podDisruptionBudget": obj(
                     {"enabled": BOOL, "maxUnavailable": {"type": ["integer", "string"]}}
                 ),
+                "networkPolicy": NETWORK_POLICY
+                | {"properties": NETWORK_POLICY["properties"] | {"ingressFrom": PEERS}},
+                "auth": obj({"enabled": BOOL}),
             },
         ),
         "devicefleet-bridge": chart_schema(
@@ -181,6 +210,7 @@ def schemas() -> dict[str, Schema]:
                 "statusInterval": {"type": "number", "exclusiveMinimum": 0},
                 "registerDevices": BOOL,
                 "rbac": obj({"create": BOOL}),
+                "credentials": obj({"enabled": BOOL}),
             },
         ),
         "devicefleet-simulator": chart_schema(

@@ -16,6 +16,35 @@ Secret "<release>-database").
 {{- .Values.global.database.existingSecret | default (printf "%s-database" .Release.Name) -}}
 {{- end -}}
 
+{{/*
+The Secret of the signing keys (ingest-token-key, mqtt-password-key): the umbrella's
+"<release>-signing-keys" unless global.signingKeys.existingSecret names your own.
+*/}}
+{{- define "devicefleet.signingKeysSecretName" -}}
+{{- .Values.global.signingKeys.existingSecret | default (printf "%s-signing-keys" .Release.Name) -}}
+{{- end -}}
+
+{{/*
+Signing keys as files: a pod volume of the keys listed in `keys` and its mount at
+/etc/devicefleet/keys (read-only). Arguments: ctx, keys. Returns YAML {volume, mount}.
+*/}}
+{{- define "devicefleet.signingKeysVolume" -}}
+volume:
+  name: signing-keys
+  secret:
+    secretName: {{ include "devicefleet.signingKeysSecretName" .ctx }}
+    defaultMode: 0440
+    items:
+      {{- range .keys }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
+mount:
+  name: signing-keys
+  mountPath: /etc/devicefleet/keys
+  readOnly: true
+{{- end -}}
+
 {{/* Env vars every service reads with its own PREFIX: logging, metrics, tracing. */}}
 {{- define "devicefleet.commonEnv" -}}
 {{- $prefix := .prefix -}}

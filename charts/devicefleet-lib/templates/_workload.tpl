@@ -56,6 +56,7 @@ A Deployment of one DeviceFleet service. Arguments (dict):
   ports    list of {name, containerPort}
   probes   rendered liveness/readiness probes (YAML string)
   strategy optional Deployment strategy (dict)
+  volumes  optional extra pod volumes (list), mounted by volumeMounts (list)
 */}}
 {{- define "devicefleet.deployment" -}}
 {{- $ctx := .ctx -}}
@@ -126,10 +127,16 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- with .volumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- with .volumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
 {{- end -}}
 
 {{/* A ServiceAccount without a mounted token unless the component needs the API. */}}

@@ -4,6 +4,7 @@ reconciles an example fleet."""
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from devicefleet_bootstrap.main import migrate
 from devicefleet_bootstrap.settings import Settings as BootstrapSettings
+from devicefleet_common.credentials import token_fleet
 from devicefleet_common.devices import fleet_device_ids
 from devicefleet_operator.constants import GROUP, PLURAL, VERSION
 from tests.integration.charts.conftest import KUBECONFIG, UMBRELLA, helm, kubectl
@@ -104,6 +106,11 @@ def test_monitoring_objects_installed_because_the_api_exists(release: str) -> No
     assert len(dashboards.items) >= 3
 
 
+def release_signing_keys(release: str) -> dict[str, bytes]:
+    secret = client.CoreV1Api().read_namespaced_secret(f"{release}-signing-keys", NAMESPACE)
+    return {key: base64.b64decode(value) for key, value in secret.data.items()}
+
+
 def service_account_kubeconfig(service_account: str, path: Path) -> Path:
     """A kubeconfig that authenticates as the chart's ServiceAccount (a bound token, as the
     kubelet would mount), so the operator runs with exactly the chart's RBAC."""
@@ -143,6 +150,17 @@ def chart_operator(release: str, tmp_path_factory: pytest.TempPathFactory) -> It
     assert from_secrets["OPERATOR_DATABASE_URL"].name == f"{release}-database"
     liveness = free_port()
     tmp = tmp_path_factory.mktemp("chart-operator")
+    # The signing keys the kubelet would mount from the release's Secret, as files here.
+    [keys_volume] = [v for v in pod.volumes if v.name == "signing-keys"]
+    [keys_mount] = [m for m in container.volume_mounts if m.name == "signing-keys"]
+    assert keys_volume.secret.secret_name == f"{release}-signing-keys"
+    keys = release_signing_keys(release)
+    for name, path in list(env.items()):
+        if name.endswith("_KEY_FILE"):
+            assert path.startswith(f"{keys_mount.mount_path}/"), (name, path)
+            local = tmp / Path(path).name
+            local.write_bytes(keys[Path(path).name])
+            env[name] = str(local)
     env |= {
         # Loopback ports instead of the pod's 0.0.0.0:9100/8080.
         "OPERATOR_METRICS_HOST": "127.0.0.1",
@@ -224,3 +242,70 @@ def test_chart_operator_reconciles_an_example_fleet(release: str, chart_operator
         ).fetchall()
     expected = fleet_device_ids("truck", f"{NAMESPACE}.{name}", 0, fleet["spec"]["devices"])
     assert sorted(r[0] for r in rows) == sorted(expected)
+
+
+def test_chart_operator_writes_fleet_tokens_signed_with_the_release_key(
+    release: str, chart_operator: Any
+) -> None:
+    """The chart's signing keys end to end: generated once (kept by an upgrade), mounted into
+    the operator (both) and ingest (the token key only); the operator writes a fleet's Secret
+    whose token verifies with the key ingest holds, pods reference it by secretKeyRef, and it
+    goes with the fleet (ownerReference, garbage collection)."""
+    keys = release_signing_keys(release)
+    assert set(keys) == {"ingest-token-key", "mqtt-password-key"}
+    assert all(len(key) >= 32 for key in keys.values())
+    ingest = client.AppsV1Api().read_namespaced_deployment(
+        f"{release}-devicefleet-ingest", NAMESPACE
+    )
+    [volume] = [v for v in ingest.spec.template.spec.volumes if v.name == "signing-keys"]
+    assert [item.key for item in volume.secret.items] == ["ingest-token-key"]
+    ingest_env = {e.name: e.value for e in ingest.spec.template.spec.containers[0].env}
+    assert ingest_env["INGEST_AUTH_TOKEN_KEY_FILE"] == "/etc/devicefleet/keys/ingest-token-key"
+
+    fleet = yaml.safe_load((REPO / "examples/mining-trucks.yaml").read_text())
+    name = "tokens"
+    fleet["metadata"]["name"] = name
+    api = client.CustomObjectsApi()
+    created = api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, fleet)
+    core = client.CoreV1Api()
+    secret_name = f"{name}-sim-credentials"
+
+    def secret() -> Any:
+        try:
+            return core.read_namespaced_secret(secret_name, NAMESPACE)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    written = wait_for(secret, 60, message=f"the Secret {secret_name}")
+    token = base64.b64decode(written.data["ingest-token"]).decode()
+    assert token_fleet(keys["ingest-token-key"], token) == f"{NAMESPACE}.{name}"
+    [owner] = written.metadata.owner_references
+    assert (owner.kind, owner.uid) == ("DeviceFleet", created["metadata"]["uid"])
+
+    sts = wait_for(
+        lambda: client.AppsV1Api().read_namespaced_stateful_set(f"{name}-sim", NAMESPACE),
+        60,
+        message=f"{name}-sim",
+    )
+    refs = {
+        e.name: e.value_from.secret_key_ref
+        for e in sts.spec.template.spec.containers[0].env
+        if e.value_from and e.value_from.secret_key_ref
+    }
+    assert (refs["SIMULATOR_INGEST_TOKEN"].name, refs["SIMULATOR_INGEST_TOKEN"].key) == (
+        secret_name,
+        "ingest-token",
+    )
+    assert token not in json.dumps(client.ApiClient().sanitize_for_serialization(sts))
+
+    # An upgrade keeps the keys (read back with lookup), so every fleet's token stays valid.
+    helm(
+        "upgrade", release, str(UMBRELLA), "-n", NAMESPACE, "--reuse-values",
+        "--wait", "--timeout", "5m",
+    )  # fmt: skip
+    assert release_signing_keys(release) == keys
+
+    api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+    wait_for(lambda: secret() is None, 90, message=f"{secret_name} garbage-collected")
