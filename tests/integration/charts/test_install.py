@@ -251,11 +251,16 @@ def test_chart_operator_writes_fleet_tokens_signed_with_the_release_key(
     the operator (both) and ingest (the token key only); the operator writes a fleet's Secret
     whose token verifies with the key ingest holds, pods reference it by secretKeyRef, and it
     goes with the fleet (ownerReference, garbage collection)."""
-    keys = release_signing_keys(release)
+    # Calls retried: other suites restart the kube-apiserver now and then.
+    keys = wait_for(lambda: release_signing_keys(release), 30, message="the signing keys")
     assert set(keys) == {"ingest-token-key", "mqtt-password-key"}
     assert all(len(key) >= 32 for key in keys.values())
-    ingest = client.AppsV1Api().read_namespaced_deployment(
-        f"{release}-devicefleet-ingest", NAMESPACE
+    ingest = wait_for(
+        lambda: client.AppsV1Api().read_namespaced_deployment(
+            f"{release}-devicefleet-ingest", NAMESPACE
+        ),
+        30,
+        message="the ingest Deployment",
     )
     [volume] = [v for v in ingest.spec.template.spec.volumes if v.name == "signing-keys"]
     assert [item.key for item in volume.secret.items] == ["ingest-token-key"]
@@ -266,7 +271,16 @@ def test_chart_operator_writes_fleet_tokens_signed_with_the_release_key(
     name = "tokens"
     fleet["metadata"]["name"] = name
     api = client.CustomObjectsApi()
-    created = api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, fleet)
+
+    def create() -> Any:
+        try:
+            return api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, fleet)
+        except ApiException as exc:
+            if exc.status != 409:  # 409: an earlier try got through
+                raise
+        return api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+
+    created = wait_for(create, 30, message=f"fleet {name} created")
     core = client.CoreV1Api()
     secret_name = f"{name}-sim-credentials"
 
@@ -305,7 +319,15 @@ def test_chart_operator_writes_fleet_tokens_signed_with_the_release_key(
         "upgrade", release, str(UMBRELLA), "-n", NAMESPACE, "--reuse-values",
         "--wait", "--timeout", "5m",
     )  # fmt: skip
-    assert release_signing_keys(release) == keys
+    assert wait_for(lambda: release_signing_keys(release), 30, message="the keys") == keys
 
-    api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+    def delete() -> bool:
+        try:
+            api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:  # 404: an earlier try got through
+                raise
+        return True
+
+    wait_for(delete, 30, message=f"fleet {name} deleted")
     wait_for(lambda: secret() is None, 90, message=f"{secret_name} garbage-collected")
