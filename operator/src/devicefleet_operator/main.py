@@ -152,7 +152,13 @@ def reconcile(
     register its devices."""
     fleet = fleet_spec(spec)
     reconcile_credentials(namespace, name, body, CONFIG)
-    reconcile_broker(namespace, name, fleet, CONFIG)
+    # The broker first, so pods find their login; but a broker outage must not keep the
+    # children from following the spec (their clients retry): kopf retries the handler after.
+    broker_error: kopf.TemporaryError | None = None
+    try:
+        reconcile_broker(namespace, name, fleet, CONFIG)
+    except kopf.TemporaryError as exc:
+        broker_error = exc
     reconcile_children(
         namespace,
         name,
@@ -164,6 +170,8 @@ def reconcile(
     )
     if CONFIG.database_url:
         register_fleet_devices(CONFIG.database_url, namespace, name, fleet)
+    if broker_error is not None:
+        raise broker_error
 
 
 # A finalizer only when there is something outside Kubernetes to clean up (the broker's

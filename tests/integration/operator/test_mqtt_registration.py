@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -26,6 +27,7 @@ from tests.integration.operator.conftest import (
     create_fleet,
     delete_namespace,
     patch_fleet,
+    statefulset,
 )
 from tests.integration.secure_mqtt import (
     ADMIN_USER,
@@ -46,15 +48,13 @@ PATTERN = f"devicefleet-test-mqtt-{RUN}-*"  # not the session operator's devicef
 RESYNC_INTERVAL = 2.0
 
 
-@pytest.fixture(scope="module")
-def broker_operator(
-    cluster: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
-    secure_broker()  # up, else fail
+def run_operator(log_dir: Path, pattern: str, admin_port: int) -> ServiceProcess:
+    """An operator managing the secured broker (its admin on ``admin_port``) for the fleets
+    in namespaces matching ``pattern``."""
     liveness = free_port()
     env = {
         "KUBECONFIG": KUBECONFIG,
-        "OPERATOR_NAMESPACES": json.dumps([PATTERN]),
+        "OPERATOR_NAMESPACES": json.dumps([pattern]),
         "OPERATOR_STANDALONE": "true",
         "OPERATOR_STATUS_INTERVAL": "1",
         "OPERATOR_SIMULATOR_IMAGE": "devicefleet/simulator:test",
@@ -68,17 +68,25 @@ def broker_operator(
         "OPERATOR_MQTT_PASSWORD_KEY_FILE": str(SECRETS / "fleet-key"),
         "OPERATOR_MQTT_ADMIN_USERNAME": ADMIN_USER,
         "OPERATOR_MQTT_ADMIN_PASSWORD_FILE": str(SECRETS / "admin.password"),
-        "OPERATOR_MQTT_ADMIN_PORT": str(TLS_PORT),
+        "OPERATOR_MQTT_ADMIN_PORT": str(admin_port),
         "OPERATOR_MQTT_ADMIN_TLS_CA_FILE": str(CA_FILE),
         "OPERATOR_MQTT_ADMIN_RESYNC_INTERVAL": str(RESYNC_INTERVAL),
     }
-    process = ServiceProcess(
+    return ServiceProcess(
         "operator-mqtt",
         ["devicefleet-operator"],
         env,
-        tmp_path_factory.mktemp("operator-mqtt-logs"),
+        log_dir,
         health_url=f"http://127.0.0.1:{liveness}/healthz",
     ).start(60)
+
+
+@pytest.fixture(scope="module")
+def broker_operator(
+    cluster: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    secure_broker()  # up, else fail
+    process = run_operator(tmp_path_factory.mktemp("operator-mqtt-logs"), PATTERN, TLS_PORT)
     yield process
     process.stop()
 
@@ -86,15 +94,24 @@ def broker_operator(
 @pytest.fixture
 def namespace(broker_operator: ServiceProcess) -> Iterator[str]:
     name = PATTERN.replace("*", uuid.uuid4().hex[:6])
-    core = client.CoreV1Api()
-    core.create_namespace(
-        {"metadata": {"name": name, "labels": {"iot.devicefleet.io/kwok-runner": "disabled"}}}
-    )
+    create_namespace(name)
     yield name
     api = client.CustomObjectsApi()
     for item in api.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
-        api.delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, item["metadata"]["name"])
+        try:
+            api.delete_namespaced_custom_object(
+                GROUP, VERSION, name, PLURAL, item["metadata"]["name"]
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # a deleted fleet the operator just let go
+                raise
     delete_namespace(name)
+
+
+def create_namespace(name: str) -> None:
+    client.CoreV1Api().create_namespace(
+        {"metadata": {"name": name, "labels": {"iot.devicefleet.io/kwok-runner": "disabled"}}}
+    )
 
 
 def secret_credentials(namespace: str, fleet: str) -> tuple[str, str]:
@@ -189,3 +206,38 @@ def test_the_operator_registers_scopes_and_removes_a_fleet(
     assert password not in logs
     assert truck_password not in logs
     assert (SECRETS / "admin.password").read_text().strip() not in logs
+
+
+def test_a_broker_outage_does_not_hold_up_the_fleets_pods(
+    cluster: client.ApiClient, tmp_path: Path
+) -> None:
+    """The broker unreachable: the fleet's Secret and StatefulSet still follow the spec (its
+    pods' clients retry on their own), the error is said and retried; deleting the fleet waits
+    for the broker (its credentials must be revoked), unless the finalizer is removed by hand."""
+    pattern = f"devicefleet-test-mqttdown-{RUN}-*"
+    name = pattern.replace("*", "x")
+    process = run_operator(tmp_path, pattern, free_port())
+    create_namespace(name)
+    api = client.CustomObjectsApi()
+    try:
+        create_fleet(name, "sensors", profile="generic", devices=3)
+        wait_for(lambda: statefulset(name, "sensors"), 30, message="the StatefulSet")
+        secret_credentials(name, "sensors")
+        wait_for(
+            lambda: "registering the fleet in the MQTT broker: cannot reach" in process.logs(),
+            30,
+            message="the broker error in the operator's log",
+        )
+        api.delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, "sensors")
+        time.sleep(3)
+        held = api.get_namespaced_custom_object(GROUP, VERSION, name, PLURAL, "sensors")
+        assert held["metadata"]["deletionTimestamp"]
+        assert held["metadata"]["finalizers"] == [f"{GROUP}/finalizer"]
+    finally:
+        process.stop()
+        for item in api.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
+            api.patch_namespaced_custom_object(
+                GROUP, VERSION, name, PLURAL, item["metadata"]["name"],
+                {"metadata": {"finalizers": None}},
+            )  # fmt: skip
+        delete_namespace(name)
