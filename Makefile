@@ -74,6 +74,10 @@ health-train: install ## retrain the truck health model (writes the processor's 
 bench: install stack-up ## benchmarks vs raw baselines → docs/BENCHMARKS.md (ONLY=P3,P4 QUICK=1)
 	$(UV) run python -m bench $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
 
+.PHONY: fuzz
+fuzz: install ## fuzz the decoders and envelope parsers (atheris; FUZZ_SECONDS=60 per target)
+	$(UV) run python -m bench.fuzz_decoders --seconds $(or $(FUZZ_SECONDS),60) $(if $(ONLY),--only $(ONLY))
+
 health-eval: install ## score the model on a simulated fleet: docs/health/evaluation.md + plots
 	$(UV) run devicefleet-ml evaluate
 

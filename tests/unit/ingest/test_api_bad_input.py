@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from devicefleet_common.schemas import RawEnvelope
 
-from .fakes import Api, reading
+from .fakes import Api, FakeProducer, reading
 
 VALID = json.dumps(reading()).encode()
 fixture_reused = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -131,3 +132,45 @@ def test_hostile_payload_content_is_forwarded_for_the_processor_to_judge(api: Ap
     assert response.status_code == 200
     [record] = api.producer.records
     assert RawEnvelope.model_validate_json(record.value).payload == payload
+
+
+class RecordLimitProducer(FakeProducer):
+    """Refuses what librdkafka refuses at produce time: a record over message.max.bytes."""
+
+    async def produce(
+        self, topic: str, key: bytes, value: bytes, headers: list[Any] | None = None
+    ) -> object:
+        if len(value) > KAFKA_RECORD_LIMIT:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        return await super().produce(topic, key, value, headers)
+
+
+KAFKA_RECORD_LIMIT = 1_000
+
+
+@pytest.fixture
+def producer() -> FakeProducer:
+    return RecordLimitProducer()
+
+
+def test_message_larger_than_a_kafka_record_is_413_not_a_retried_503(api: Api) -> None:
+    big = reading(sequence=1, payload={"blob": "x" * KAFKA_RECORD_LIMIT})
+    response = api.client.post("/ingest", json=big)
+
+    assert response.status_code == 413
+    assert response.json()["reason"].startswith("message exceeds Kafka's record size limit")
+    assert "sensor-1:1700000000:1" in response.json()["reason"]
+    assert api.producer.records == []
+    assert api.sample("ingest_messages_total", outcome="rejected") == 1
+    assert api.sample("ingest_messages_total", outcome="failed") == 0
+    # Not remembered: the same id with a smaller payload is accepted.
+    assert api.client.post("/ingest", json=reading(sequence=1)).status_code == 200
+
+
+def test_batch_with_a_message_too_large_is_413_naming_it(api: Api) -> None:
+    batch = {"messages": [reading(2), reading(3, payload={"blob": "x" * KAFKA_RECORD_LIMIT})]}
+    response = api.client.post("/ingest/batch", json=batch)
+
+    assert response.status_code == 413
+    assert response.json()["reason"].endswith("sensor-1:1700000000:3")
+    assert [r.envelope["message_id"] for r in api.producer.records] == ["sensor-1:1700000000:2"]

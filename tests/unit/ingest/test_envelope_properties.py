@@ -26,9 +26,12 @@ from devicefleet_common.schemas import (
 )
 from devicefleet_common.topics import TopicInfo, f2_topic, parse_topic, sensor_topic, truck_topic
 from devicefleet_ingest.bridge.envelope import (
+    KEPT_PAYLOAD_BYTES,
+    MAX_RECORD_BYTES,
     decode_payload,
     device_timestamp,
     mqtt_envelope,
+    too_large_envelope,
     topic_device_id,
 )
 from devicefleet_ingest.envelope import http_envelope
@@ -201,3 +204,14 @@ def test_unparseable_topics_still_name_a_device(topic: str, device: str) -> None
     # (invalid_device_id) instead of looking such a name up in the registry.
     assert topic_device_id(topic) == device
     assert mqtt_envelope(topic, b"{}", [], RECEIVED).device_id == device
+
+
+@given(st.binary(min_size=1, max_size=20_000))
+def test_a_too_large_message_keeps_its_identity_and_head(payload: bytes) -> None:
+    envelope = mqtt_envelope("sensors/s1", payload, [("message-id", "s1:1:0")], RECEIVED)
+    dead = too_large_envelope(envelope, payload)
+
+    assert (dead.message_id, dead.device_id, dead.original_topic) == ("s1:1:0", "s1", "sensors/s1")
+    assert dead.payload_encoding == "base64"
+    assert base64.b64decode(dead.payload) == payload[:KEPT_PAYLOAD_BYTES]
+    assert len(dead.model_dump_json()) < MAX_RECORD_BYTES

@@ -37,7 +37,21 @@ def decoded_records(draw: st.DrawFn) -> dict[str, Any]:
         "profile": draw(st.sampled_from(["truck", "f2", "generic", "other"])),
         "original_topic": draw(texts),
         "measurements": draw(st.lists(measurement, max_size=3)),
-        "attributes": draw(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2)),
+        "attributes": draw(
+            st.dictionaries(texts, texts | st.integers() | st.just(2**64) | st.none(), max_size=2)
+        ),
+        "health": draw(
+            st.none()
+            | st.fixed_dictionaries(
+                {
+                    "model_version": texts,
+                    "state": st.sampled_from(["normal", "degrading", "other"]),
+                    "probabilities": st.dictionaries(texts, numbers, max_size=2),
+                    "features": st.dictionaries(texts, numbers, max_size=2),
+                    "features_source": st.sampled_from(["edge", "processor"]),
+                }
+            )
+        ),
     }
 
 
@@ -58,6 +72,17 @@ def storable(value: bytes) -> None:
 
 
 @given(decoded_records())
+@example(
+    {
+        "message_id": "m",
+        "device_id": "d",
+        "timestamp": 1.0,
+        "profile": "truck",
+        "original_topic": "t",
+        "measurements": [{"metric": "x", "value": 1}],
+        "attributes": {"fleet": 2**64},  # orjson.dumps raised: found by the fuzz job
+    }
+)
 @example(
     {
         "message_id": "m",

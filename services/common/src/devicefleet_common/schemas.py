@@ -131,10 +131,10 @@ class Measurement(BaseModel):
 class HealthPrediction(BaseModel):
     """The processor's verdict on a truck's health at one reading."""
 
-    model_version: str
+    model_version: StoredText
     state: HealthState
-    probabilities: dict[str, float]
-    features: dict[str, float]
+    probabilities: dict[StoredText, float]
+    features: dict[StoredText, float]
     features_source: Literal["edge", "processor"]
     # Copied from a test-mode simulator's ``_truth``, for scoring only; the model never sees it.
     true_state: HealthState | None = None
@@ -151,5 +151,7 @@ class DecodedRecord(BaseModel):
     connector_mode: StoredText | None = None
     component_type: StoredText | None = None
     measurements: list[Measurement]
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    # The registry's fleet, site and model: text, as the jsonb column stores it (orjson
+    # refuses integers beyond 64 bits, PostgreSQL a NUL).
+    attributes: dict[StoredText, StoredText] = Field(default_factory=dict)
     health: HealthPrediction | None = None

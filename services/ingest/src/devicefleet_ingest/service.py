@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import structlog
+from confluent_kafka import KafkaError, KafkaException
 
 from devicefleet_common.logging import get_logger
 from devicefleet_common.schemas import MESSAGE_ID_HEADER, RawEnvelope, TelemetryIn
@@ -24,6 +25,19 @@ from devicefleet_ingest.settings import IngestSettings
 log = get_logger("devicefleet.ingest")
 
 ItemStatus = Literal["accepted", "duplicate"]
+
+
+class TooLarge(Exception):
+    """Answered with 413: a message Kafka refuses as too large; retrying cannot help."""
+
+    def __init__(self, reason: str, message_ids: Sequence[str]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message_ids = list(message_ids)
+
+
+# librdkafka refuses such a record at produce time: a property of the message, not an outage.
+TOO_LARGE_FOR_KAFKA = "message exceeds Kafka's record size limit"
 
 
 class Unavailable(Exception):
@@ -117,13 +131,19 @@ class Ingestor:
                     self._metrics.count(Outcome.DUPLICATE)
                     log.info("duplicate message", reason=claim.value)
                     results.append(ItemResult(message.message_id, "duplicate"))
+                elif error == TOO_LARGE_FOR_KAFKA:
+                    self._metrics.count(Outcome.REJECTED)
+                    log.info("message rejected", reason=error)
                 else:
                     self._metrics.count(Outcome.FAILED)
                     log.warning("message not delivered", reason=error)
         if accepted:
             self._metrics.count(Outcome.ACCEPTED, accepted)
+        retriable = [e for e in errors.values() if e != TOO_LARGE_FOR_KAFKA]
+        if retriable:
+            raise Unavailable(f"kafka: {retriable[0]}")
         if errors:
-            raise Unavailable(f"kafka: {next(iter(errors.values()))}")
+            raise TooLarge(TOO_LARGE_FOR_KAFKA, list(errors))
         return results
 
     def _overloaded(self, messages: Sequence[TelemetryIn], reason: str) -> None:
@@ -164,9 +184,7 @@ class Ingestor:
                 task.add_done_callback(functools.partial(_late_outcome, message_id))
                 errors[message_id] = "produce timed out"
             elif (exc := task.exception()) is not None:
-                errors[message_id] = (
-                    "local queue full" if isinstance(exc, BufferError) else str(exc) or repr(exc)
-                )
+                errors[message_id] = _produce_error(exc)
         for message_id, earlier in others.items():
             if earlier in pending:
                 errors[message_id] = "earlier delivery of this message still under way"
@@ -201,6 +219,14 @@ class Ingestor:
         finally:
             self._in_flight -= 1
             self._metrics.in_flight.set(self._in_flight)
+
+
+def _produce_error(exc: BaseException) -> str:
+    if isinstance(exc, BufferError):
+        return "local queue full"
+    if isinstance(exc, KafkaException) and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        return TOO_LARGE_FOR_KAFKA
+    return str(exc) or repr(exc)
 
 
 def _late_outcome(message_id: str, task: asyncio.Future[None]) -> None:

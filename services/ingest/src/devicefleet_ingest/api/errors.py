@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from devicefleet_common.logging import get_logger
 from devicefleet_ingest import models
 from devicefleet_ingest.metrics import INGEST_PATHS, IngestMetrics
-from devicefleet_ingest.service import Unavailable
+from devicefleet_ingest.service import TooLarge, Unavailable
 from devicefleet_ingest.settings import IngestSettings
 
 log = get_logger("devicefleet.ingest")
@@ -77,10 +77,22 @@ async def on_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def on_too_large(request: Request, exc: Exception) -> Response:
+    # Its messages were counted (rejected) by the ingestor: no reject() here.
+    too_large = cast(TooLarge, exc)
+    body = models.Rejected(
+        reason=f"{too_large.reason}: {', '.join(too_large.message_ids)}",
+        errors=[models.FieldError(field="payload", reason=too_large.reason)],
+    )
+    log.info("request rejected", status=413, reason=body.reason)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=413)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(Unavailable, on_unavailable)
+    app.add_exception_handler(TooLarge, on_too_large)
 
 
 def without_422(schema: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,11 @@ from devicefleet_common.topics import parse_topic
 
 UNKNOWN_DEVICE = "unknown"
 PayloadEncoding = Literal["json", "text", "base64"]
+# librdkafka refuses a record over its message.max.bytes (1,000,000 by default) when it is
+# produced; the bridge checks first, leaving room for the key and headers.
+MAX_RECORD_BYTES = 1_000_000 - 16 * 1024
+KEPT_PAYLOAD_BYTES = 4096
+PAYLOAD_TOO_LARGE = "payload_too_large"
 
 
 def topic_device_id(topic: str) -> str:
@@ -84,3 +89,10 @@ def mqtt_envelope(
         received_at=received_at,
         source="mqtt",
     )
+
+
+def too_large_envelope(envelope: RawEnvelope, payload: bytes) -> RawEnvelope:
+    """The dead letter of a message too large for a Kafka record: its envelope with the head
+    of the payload (base64), enough to find the sender and recognise the message."""
+    head = base64.b64encode(payload[:KEPT_PAYLOAD_BYTES]).decode("ascii")
+    return envelope.model_copy(update={"payload": head, "payload_encoding": "base64"})

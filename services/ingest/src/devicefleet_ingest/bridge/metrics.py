@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter("bridge_messages", "MQTT messages by outcome", ["outcome"])
-for _outcome in ("forwarded", "failed"):
+for _outcome in ("forwarded", "dead_lettered", "failed"):
     MESSAGES.labels(_outcome)
 PRODUCE_DURATION = Histogram(
     "bridge_produce_duration_seconds", "Time from produce to the broker's acknowledgement"

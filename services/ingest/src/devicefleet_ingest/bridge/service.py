@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import trace
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -27,12 +27,23 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from devicefleet_common.kafka import on_error_logger, producer_config
 from devicefleet_common.logging import get_logger
 from devicefleet_common.mqtt import REFUSED_CONNACK, broker_label, configure_client
-from devicefleet_common.schemas import MESSAGE_ID_HEADER
+from devicefleet_common.schemas import (
+    DLQ_DETAIL_HEADER,
+    DLQ_REASON_HEADER,
+    DLQ_STAGE_HEADER,
+    MESSAGE_ID_HEADER,
+)
 from devicefleet_common.topics import SUBSCRIPTIONS
 from devicefleet_common.tracing import extract_pairs, inject_kafka_headers
 from devicefleet_ingest.bridge import metrics
 from devicefleet_ingest.bridge.acks import AckQueue
-from devicefleet_ingest.bridge.envelope import mqtt_envelope
+from devicefleet_ingest.bridge.envelope import (
+    KEPT_PAYLOAD_BYTES,
+    MAX_RECORD_BYTES,
+    PAYLOAD_TOO_LARGE,
+    mqtt_envelope,
+    too_large_envelope,
+)
 from devicefleet_ingest.bridge.settings import BridgeSettings
 from devicefleet_ingest.producer import Headers
 
@@ -56,6 +67,7 @@ class Inbound:
 
 @dataclass(frozen=True)
 class Record:
+    topic: str  # the raw topic, or the dead-letter topic for a message Kafka cannot take
     key: bytes
     value: bytes
     headers: Headers
@@ -250,9 +262,32 @@ class Bridge:
             device_id=envelope.device_id,
             topic=item.topic,
         )
+        topic, value = self._settings.raw_topic, envelope.model_dump_json().encode()
+        if len(value) > MAX_RECORD_BYTES:
+            # Producing it would fail (and used to stop the bridge on every redelivery): it
+            # goes to the dead-letter topic with its head, acknowledged, counted and logged.
+            detail = (
+                f"envelope of {len(value)} bytes exceeds {MAX_RECORD_BYTES} "
+                f"(payload {len(item.payload)} bytes, the first {KEPT_PAYLOAD_BYTES} kept)"
+            )
+            log.warning(
+                "message dead-lettered",
+                reason=PAYLOAD_TOO_LARGE,
+                detail=detail,
+                message_id=envelope.message_id,
+                topic=item.topic,
+            )
+            topic = self._settings.dead_letter_topic
+            value = too_large_envelope(envelope, item.payload).model_dump_json().encode()
+            headers += [
+                (DLQ_REASON_HEADER, PAYLOAD_TOO_LARGE.encode()),
+                (DLQ_STAGE_HEADER, b"bridge"),
+                (DLQ_DETAIL_HEADER, detail.encode()),
+            ]
         return Record(
+            topic=topic,
             key=envelope.device_id.encode(),
-            value=envelope.model_dump_json().encode(),
+            value=value,
             headers=headers,
             message_id=envelope.message_id,
             token=self._acks.add(item.mid) if item.qos > 0 else None,
@@ -268,7 +303,7 @@ class Bridge:
         while True:
             try:
                 self._producer.produce(
-                    self._settings.raw_topic,
+                    record.topic,
                     key=record.key,
                     value=record.value,
                     headers=record.headers,
@@ -277,6 +312,11 @@ class Bridge:
                 return
             except BufferError:  # local queue full: serve callbacks until there is room
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                # Refused before sending (e.g. a record over message.max.bytes): the bridge
+                # must stay up; the message stays unacked and is retried like a failed one.
+                self._delivered(record, exc.args[0], time.perf_counter() - started)
+                return
 
     def _delivered(self, record: Record, err: KafkaError | None, seconds: float) -> None:
         if err is not None:
@@ -286,7 +326,8 @@ class Bridge:
             log.error("kafka delivery failed", message_id=record.message_id, error=str(err))
             self._retries.append((time.monotonic() + _RETRY_DELAY_SECONDS, record))
             return
-        metrics.MESSAGES.labels("forwarded").inc()
+        dead = record.topic == self._settings.dead_letter_topic
+        metrics.MESSAGES.labels("dead_lettered" if dead else "forwarded").inc()
         metrics.PRODUCE_DURATION.observe(seconds)
         log.debug("message forwarded", message_id=record.message_id)
         if record.token is None or record.generation != self._generation:

@@ -16,7 +16,10 @@ router = APIRouter(prefix="/ingest", tags=["ingest"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": models.Rejected, "description": "Invalid body; do not retry"},
-    413: {"model": models.Rejected, "description": "Body larger than max_body_bytes"},
+    413: {
+        "model": models.Rejected,
+        "description": "Body larger than max_body_bytes, or a message larger than a Kafka record",
+    },
     503: {
         "model": models.Unavailable,
         "description": "Overloaded or Kafka unavailable; retry the same message later",
