@@ -185,6 +185,17 @@ def test_a_fleet_token_for_another_fleets_device_is_dead_lettered(
     time.sleep(1.0)  # the sink had its chance: still nothing stored for the victim
     assert rows_for(db, make_message_id(victim, 1, 1)) == []
 
+    # The squatted message id is not a "duplicate" for its real owner: its reading is stored.
+    response = httpx.post(
+        f"{url_of(secured_ingest)}/ingest",
+        json=reading(victim, 1),
+        headers={"authorization": f"Bearer {ingest_token(KEY, theirs)}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    [row] = wait_for_rows(db, make_message_id(victim, 1, 1))
+    assert row["attributes"]["fleet"] == theirs
+
 
 @pytest.mark.parametrize("token_kind", ["valid", "bad"])
 def test_simulator_with_valid_token_is_accepted_with_bad_token_rejected(

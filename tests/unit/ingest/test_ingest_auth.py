@@ -135,3 +135,15 @@ def test_openapi_declares_bearer_scheme_and_401(secured: Api) -> None:
         assert operation["security"] == [{"fleetToken": []}]
         assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
     assert "security" not in schema["paths"]["/health"]["get"]
+
+
+def test_message_ids_are_remembered_per_fleet(secured: Api) -> None:
+    """A fleet sending another fleet's next message id first does not make that fleet's own
+    message a "duplicate" (the squatter's copy is dead-lettered downstream: fleet_mismatch)."""
+    theirs = bearer(ingest_token(KEY, FLEET))
+    squatter = bearer(ingest_token(KEY, "iot.other"))
+    assert secured.client.post("/ingest", json=reading(5), headers=squatter).status_code == 200
+    assert secured.client.post("/ingest", json=reading(5), headers=theirs).status_code == 200
+    # Within one fleet, a repeat is still a duplicate.
+    assert secured.client.post("/ingest", json=reading(5), headers=theirs).status_code == 409
+    assert [r.envelope["fleet"] for r in secured.producer.records] == ["iot.other", FLEET]

@@ -40,6 +40,13 @@ class TooLarge(Exception):
 TOO_LARGE_FOR_KAFKA = "message exceeds Kafka's record size limit"
 
 
+def claim_key(fleet: str | None, message_id: str) -> str:
+    """The idempotency cache's key: with auth on, message ids are remembered per sender's
+    fleet, so a fleet sending another fleet's message ids first (the processor dead-letters
+    them, fleet_mismatch) cannot make that fleet's own messages look like duplicates."""
+    return message_id if fleet is None else f"{fleet}\x00{message_id}"
+
+
 class Unavailable(Exception):
     """Answered with 503 + Retry-After: the device should retry the same message later."""
 
@@ -97,11 +104,11 @@ class Ingestor:
         if self._rng() < self._settings.overload_rate:
             self._overloaded(messages, "overloaded (injected fault)")
 
-        claims = [self._cache.claim(m.message_id) for m in messages]
+        claims = [self._cache.claim(claim_key(fleet, m.message_id)) for m in messages]
         new = [m for m, c in zip(messages, claims, strict=True) if c is Claim.CLAIMED]
         if self._in_flight + len(new) > self._settings.max_in_flight:
             for m in new:
-                self._cache.release(m.message_id)
+                self._cache.release(claim_key(fleet, m.message_id))
             self._overloaded(messages, "too many messages in flight")
 
         # A copy of a message another request is still delivering gets its answer from that
@@ -170,9 +177,14 @@ class Ingestor:
             for m in messages
         }
         for message_id, task in own.items():
-            self._deliveries[message_id] = task
-            task.add_done_callback(functools.partial(self._forget_delivery, message_id))
-        others = {i: self._deliveries[i] for i in in_flight if i in self._deliveries}
+            key = claim_key(fleet, message_id)
+            self._deliveries[key] = task
+            task.add_done_callback(functools.partial(self._forget_delivery, key))
+        others = {
+            i: self._deliveries[claim_key(fleet, i)]
+            for i in in_flight
+            if claim_key(fleet, i) in self._deliveries
+        }
         errors = {i: "delivery under way not found" for i in in_flight if i not in others}
         awaited = [*own.values(), *others.values()]
         _, pending = await asyncio.wait(awaited, timeout=self._settings.produce_timeout_seconds)
@@ -180,7 +192,7 @@ class Ingestor:
             if task in pending:
                 # The record may still land later (then it is marked seen); meanwhile the
                 # device's retry must not be answered "duplicate" for a write that may fail.
-                self._cache.release(message_id)
+                self._cache.release(claim_key(fleet, message_id))
                 task.add_done_callback(functools.partial(_late_outcome, message_id))
                 errors[message_id] = "produce timed out"
             elif (exc := task.exception()) is not None:
@@ -192,9 +204,9 @@ class Ingestor:
                 errors[message_id] = f"earlier delivery failed: {exc}"
         return errors
 
-    def _forget_delivery(self, message_id: str, task: asyncio.Future[None]) -> None:
-        if self._deliveries.get(message_id) is task:
-            del self._deliveries[message_id]
+    def _forget_delivery(self, key: str, task: asyncio.Future[None]) -> None:
+        if self._deliveries.get(key) is task:
+            del self._deliveries[key]
 
     async def _produce(self, envelope: RawEnvelope) -> None:
         """Owns one in-flight slot and the message's claim until Kafka answers."""
@@ -202,6 +214,7 @@ class Ingestor:
             *inject_kafka_headers(),
             (MESSAGE_ID_HEADER, envelope.message_id.encode()),
         ]
+        key = claim_key(envelope.fleet, envelope.message_id)
         started = time.perf_counter()
         try:
             await self._producer.produce(
@@ -211,11 +224,11 @@ class Ingestor:
                 headers=headers,
             )
         except BaseException:
-            self._cache.release(envelope.message_id)
+            self._cache.release(key)
             raise
         else:
             self._metrics.produce_duration.observe(time.perf_counter() - started)
-            self._cache.mark_seen(envelope.message_id)
+            self._cache.mark_seen(key)
         finally:
             self._in_flight -= 1
             self._metrics.in_flight.set(self._in_flight)
