@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Histogram
@@ -41,12 +42,37 @@ def _api() -> tuple[client.AppsV1Api, client.CoreV1Api]:
     return client.AppsV1Api(shared), client.CoreV1Api(shared)
 
 
+def retry_delay(status: int | None, headers: Mapping[str, str] | None) -> float:
+    """Seconds until a failed write is tried again: what a 429 asks for (API Priority and
+    Fairness sends Retry-After), soon after a 5xx, later after another 4xx (it will not heal
+    by retrying quickly, but may after an edit)."""
+    if status == 429:
+        try:
+            return max(1.0, float((headers or {}).get("Retry-After", 1)))
+        except ValueError:
+            return 1.0
+    return 10 if status and status < 500 else 3
+
+
+def owned_by_same(desired: Mapping[str, Any], owner_references: Sequence[Any]) -> bool:
+    """Whether a live object's owner references (client models) name the desired owner."""
+    wanted = {ref["uid"] for ref in desired["metadata"].get("ownerReferences") or []}
+    return any(ref.uid in wanted for ref in owner_references)
+
+
+def _drifted(desired: dict[str, Any], live: Mapping[str, Any], read_replicas: bool) -> bool:
+    live_hash = (live.get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+    if live_hash != desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
+        return True
+    return read_replicas and live.get("replicas") != desired["spec"]["replicas"]
+
+
 def _apply(
     desired: dict[str, Any],
     live: Mapping[str, Any] | None,
     read_replicas: bool,
 ) -> str:
-    """Create if absent, replace the spec if it drifted; returns what was done."""
+    """Create if absent, patch the spec if it drifted; returns what was done."""
     meta = desired["metadata"]
     apps, core = _api()
     is_sts = desired["kind"] == "StatefulSet"
@@ -55,15 +81,20 @@ def _apply(
         try:
             # The client serialises plain dicts as well as its model classes.
             create(meta["namespace"], desired, field_manager=FIELD_MANAGER)  # type: ignore[arg-type]
+            return "created"
         except ApiException as exc:
-            if exc.status != 409:  # created meanwhile (e.g. by our own previous attempt)
+            if exc.status != 409:
                 raise
-        return "created"
-    live_hash = (live.get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
-    drifted = live_hash != meta["annotations"][SPEC_HASH_ANNOTATION]
-    if read_replicas and live.get("replicas") != desired["spec"]["replicas"]:
-        drifted = True
-    if not drifted:
+        # It exists but the index does not list it: our own earlier create the index has not
+        # seen yet, or someone edited its labels (the index selects by label). Patch it if it
+        # is this fleet's: a child left without its labels would never be looked at again.
+        read = apps.read_namespaced_stateful_set if is_sts else core.read_namespaced_service
+        existing = read(meta["name"], meta["namespace"]).metadata
+        if not owned_by_same(desired, (existing and existing.owner_references) or []):
+            raise kopf.TemporaryError(
+                f"{desired['kind']} {meta['name']} exists and is not this fleet's", delay=30
+            )
+    elif not _drifted(desired, live, read_replicas):
         return "unchanged"
     if is_sts:
         # Merge patch of the whole spec: replicas, template (a rollout) and the hash.
@@ -114,11 +145,15 @@ def reconcile_children(
         }
     except ApiException as exc:
         RECONCILES.labels("error").inc()
-        # 4xx other than conflicts will not heal by retrying quickly, but may after an edit.
         raise kopf.TemporaryError(
             f"applying children failed: {exc.status} {exc.reason}",
-            delay=10 if exc.status and exc.status < 500 else 3,
+            delay=retry_delay(exc.status, exc.headers),
         ) from exc
+    except urllib3.exceptions.HTTPError as exc:
+        # API server unreachable (restarting, connection cut): kopf's default for an
+        # unexpected exception is a 60 s pause; this heals as soon as the server is back.
+        RECONCILES.labels("error").inc()
+        raise kopf.TemporaryError(f"API server unreachable: {exc!r}", delay=3) from exc
     outcome = "changed" if set(actions.values()) - {"unchanged"} else "unchanged"
     RECONCILES.labels(outcome).inc()
     RECONCILE_DURATION.observe(time.perf_counter() - started)
