@@ -50,7 +50,9 @@ from tests.integration.operator.faults import (
 )
 from tests.support import ServiceProcess, free_port, wait_for
 
-pytestmark = pytest.mark.chaos
+# Not in the default run yet (see docs/reliability.md): after the API server restart the
+# local kube-scheduler has been seen exiting, leaving later pods Pending. `pytest -m operator_faults`.
+pytestmark = [pytest.mark.chaos, pytest.mark.operator_faults]
 
 IDENTITY_NAMESPACE = f"devicefleet-faults-{RUN}"
 OPERATOR_ACCOUNT = "operator"
