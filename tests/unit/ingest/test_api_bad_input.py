@@ -65,6 +65,8 @@ def test_any_body_gets_a_declared_answer(
     [
         ({"timestamp": 1_800_000_000}, "timestamp", "RFC 3339"),  # was read as epoch seconds
         ({"timestamp": 0}, "timestamp", "RFC 3339"),
+        ({"timestamp": "0"}, "timestamp", "RFC 3339"),  # was read as 1970 (found by schemathesis)
+        ({"timestamp": "1800000000"}, "timestamp", "RFC 3339"),
         ({"sequence": "7"}, "sequence", "not a str"),  # was read as 7
         ({"boot_epoch": True}, "boot_epoch", "not a bool"),  # was read as 1
         ({"sequence": 1.5}, "sequence", "fractional part"),

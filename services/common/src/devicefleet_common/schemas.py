@@ -8,6 +8,7 @@ ingest and, with the metric and time, the unique key in the database.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -50,11 +51,18 @@ def content_message_id(device_id: str, topic: str, payload: bytes) -> str:
     return f"{device_id}:sha256:{digest}"
 
 
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _not_a_number(value: Any) -> Any:
-    # Lax mode would read a JSON number as epoch seconds; the API documents RFC 3339 text, and
-    # a device sending 0 meant something else than 1970.
+    # Lax mode would read a JSON number, or a string of digits such as "0", as epoch seconds;
+    # the API documents RFC 3339 text, and a device sending 0 meant something else than 1970.
     if isinstance(value, int | float):
         raise ValueError("Input should be a valid datetime (an RFC 3339 string, not a number)")
+    if isinstance(value, str) and not _RFC3339_START.match(value):
+        raise ValueError(
+            "Input should be a valid datetime (an RFC 3339 string, e.g. 2026-01-31T12:00:00Z)"
+        )
     return value
 
 
