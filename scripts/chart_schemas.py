@@ -77,7 +77,20 @@ GLOBAL = obj(
         "nodeSelector": LABELS,
         "tolerations": TOLERATIONS,
         "kafka": obj({"bootstrapServers": STRING}),
-        "mqtt": obj({"host": STRING, "port": PORT}),
+        "mqtt": obj(
+            {
+                "host": STRING,
+                "port": PORT,
+                "auth": obj(
+                    {
+                        "enabled": BOOL,
+                        "existingSecret": STRING,
+                        "adminUsername": {"type": "string", "minLength": 1},
+                        "bridgeUsername": {"type": "string", "minLength": 1},
+                    }
+                ),
+            }
+        ),
         "database": obj(
             {"existingSecret": STRING, "secretKey": {"type": "string", "minLength": 1}}
         ),
@@ -211,6 +224,7 @@ def schemas() -> dict[str, Schema]:
                 "registerDevices": BOOL,
                 "rbac": obj({"create": BOOL}),
                 "credentials": obj({"enabled": BOOL}),
+                "brokerResyncInterval": {"type": "number", "exclusiveMinimum": 0},
             },
         ),
         "devicefleet-simulator": chart_schema(
@@ -297,6 +311,7 @@ def schemas() -> dict[str, Schema]:
                             }
                         ),
                         "resources": RESOURCES,
+                        "dynsecPlugin": {"type": "string", "minLength": 1},
                     }
                 ),
                 "postgresql": obj(

@@ -25,6 +25,15 @@ The Secret of the signing keys (ingest-token-key, mqtt-password-key): the umbrel
 {{- end -}}
 
 {{/*
+The broker's users (admin-password: the dynamic security admin the operator registers fleets
+with; bridge-password: the bridge's subscriber): the umbrella's "<release>-mqtt-users" unless
+global.mqtt.auth.existingSecret names your own.
+*/}}
+{{- define "devicefleet.mqttUsersSecretName" -}}
+{{- .Values.global.mqtt.auth.existingSecret | default (printf "%s-mqtt-users" .Release.Name) -}}
+{{- end -}}
+
+{{/*
 Signing keys as files: a pod volume of the keys listed in `keys` and its mount at
 /etc/devicefleet/keys (read-only). Arguments: ctx, keys. Returns YAML {volume, mount}.
 */}}

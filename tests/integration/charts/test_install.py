@@ -24,6 +24,17 @@ from devicefleet_common.devices import fleet_device_ids
 from devicefleet_operator.constants import GROUP, PLURAL, VERSION
 from tests.integration.charts.conftest import KUBECONFIG, UMBRELLA, helm, kubectl
 from tests.integration.operator.conftest import KWOK_TOLERATION, delete_namespace
+from tests.integration.secure_mqtt import (
+    AUTH_PORT,
+    CA_FILE,
+    NOT_AUTHORIZED,
+    REFUSED_LOGIN,
+    SECRETS,
+    TLS_PORT,
+    Client,
+    secure_broker,
+)
+from tests.integration.test_mqtt_security import device_topic
 from tests.support import REPO, ServiceProcess, free_port, wait_for
 
 pytestmark = pytest.mark.usefixtures("charts_packaged")
@@ -155,6 +166,22 @@ def chart_operator(release: str, tmp_path_factory: pytest.TempPathFactory) -> It
     [keys_mount] = [m for m in container.volume_mounts if m.name == "signing-keys"]
     assert keys_volume.secret.secret_name == f"{release}-signing-keys"
     keys = release_signing_keys(release)
+    # The broker admin's password the kubelet would mount from the release's mqtt-users
+    # Secret. The release's quickstart Mosquitto runs on kwok (no containers), so the
+    # operator manages the local stack's secured broker instead, with that broker's admin.
+    [admin_volume] = [v for v in pod.volumes if v.name == "mqtt-admin"]
+    assert admin_volume.secret.secret_name == f"{release}-mqtt-users"
+    assert env["OPERATOR_MQTT_ADMIN_USERNAME"] == "devicefleet-admin"
+    assert env["OPERATOR_MQTT_ADMIN_PASSWORD_FILE"] == "/etc/devicefleet/mqtt/admin-password"
+    broker = secure_broker()
+    env |= {
+        "OPERATOR_MQTT_HOST": "127.0.0.1",
+        "OPERATOR_MQTT_PORT": str(AUTH_PORT),
+        "OPERATOR_MQTT_ADMIN_PORT": str(TLS_PORT),
+        "OPERATOR_MQTT_ADMIN_TLS_CA_FILE": str(CA_FILE),
+        "OPERATOR_MQTT_ADMIN_USERNAME": broker.admin.username,
+        "OPERATOR_MQTT_ADMIN_PASSWORD_FILE": str(SECRETS / "admin.password"),
+    }
     for name, path in list(env.items()):
         if name.endswith("_KEY_FILE"):
             assert path.startswith(f"{keys_mount.mount_path}/"), (name, path)
@@ -314,12 +341,16 @@ def test_chart_operator_writes_fleet_tokens_signed_with_the_release_key(
     )
     assert token not in json.dumps(client.ApiClient().sanitize_for_serialization(sts))
 
-    # An upgrade keeps the keys (read back with lookup), so every fleet's token stays valid.
+    # An upgrade keeps the keys and the broker users (read back with lookup), so every
+    # fleet's token and the bridge's login stay valid.
+    users = core.read_namespaced_secret(f"{release}-mqtt-users", NAMESPACE).data
     helm(
         "upgrade", release, str(UMBRELLA), "-n", NAMESPACE, "--reuse-values",
         "--wait", "--timeout", "5m",
     )  # fmt: skip
     assert wait_for(lambda: release_signing_keys(release), 30, message="the keys") == keys
+    kept = core.read_namespaced_secret(f"{release}-mqtt-users", NAMESPACE).data
+    assert kept == users
 
     def delete() -> bool:
         try:
@@ -331,3 +362,80 @@ def test_chart_operator_writes_fleet_tokens_signed_with_the_release_key(
 
     wait_for(delete, 30, message=f"fleet {name} deleted")
     wait_for(lambda: secret() is None, 90, message=f"{secret_name} garbage-collected")
+
+
+def test_chart_operator_registers_an_mqtt_fleet_in_the_broker(
+    release: str, chart_operator: Any
+) -> None:
+    """Broker authentication on by default: the release made its broker users' Secret, the
+    bridge logs in with it, and the chart's operator, as the broker's admin, registers an MQTT fleet: the
+    password it wrote into the fleet's Secret logs in and publishes the fleet's own devices'
+    topics, another fleet's device topic is refused, and deleting the fleet shuts it out."""
+    users = client.CoreV1Api().read_namespaced_secret(f"{release}-mqtt-users", NAMESPACE)
+    assert set(users.data) == {"admin-password", "bridge-password"}
+    bridge = client.AppsV1Api().read_namespaced_deployment(
+        f"{release}-devicefleet-bridge", NAMESPACE
+    )
+    bridge_env = {e.name: e for e in bridge.spec.template.spec.containers[0].env}
+    assert bridge_env["BRIDGE_MQTT_USERNAME"].value == "devicefleet-bridge"
+    ref = bridge_env["BRIDGE_MQTT_PASSWORD"].value_from.secret_key_ref
+    assert (ref.name, ref.key) == (f"{release}-mqtt-users", "bridge-password")
+
+    fleet = yaml.safe_load((REPO / "examples/mining-trucks.yaml").read_text())
+    name = "broker"
+    fleet["metadata"]["name"] = name
+    fleet["spec"] |= {"transport": "mqtt", "devices": 2, "devicesPerPod": 2}
+    api = client.CustomObjectsApi()
+
+    def create() -> bool:
+        try:
+            api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, fleet)
+        except ApiException as exc:
+            if exc.status != 409:  # 409: an earlier try got through
+                raise
+        return True
+
+    wait_for(create, 30, message=f"fleet {name} created")
+    credentials = wait_for(
+        lambda: _fleet_mqtt_credentials(name), 60, message=f"{name}-sim-credentials"
+    )
+    fleet_name = f"{NAMESPACE}.{name}"
+    assert credentials[0] == fleet_name
+
+    def publishes(topic: str) -> tuple[int] | None:
+        """(PUBACK reason code,) once the fleet's login is accepted."""
+        session = Client(*credentials)
+        try:
+            if session.connect() != 0:
+                return None  # not registered yet
+            return (session.publish(topic, b"{}"),)
+        finally:
+            session.close()
+
+    [own] = wait_for(
+        lambda: publishes(device_topic("truck", fleet_name, 0)), 30, message="fleet login"
+    )
+    assert own < 0x80, hex(own)
+    assert publishes(device_topic("truck", f"{NAMESPACE}.other", 0)) == (NOT_AUTHORIZED,)
+
+    api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+
+    def refused() -> bool:
+        session = Client(*credentials)
+        try:
+            return session.connect() in REFUSED_LOGIN
+        finally:
+            session.close()
+
+    wait_for(refused, 60, message=f"{name}'s login refused after deletion")
+
+
+def _fleet_mqtt_credentials(name: str) -> tuple[str, str] | None:
+    try:
+        secret = client.CoreV1Api().read_namespaced_secret(f"{name}-sim-credentials", NAMESPACE)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    values = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    return values["mqtt-username"], values["mqtt-password"]
