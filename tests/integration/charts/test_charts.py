@@ -94,7 +94,7 @@ def test_every_pod_is_hardened() -> None:
         pod = template["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
-        for container in pod["containers"]:
+        for container in pod["containers"] + pod.get("initContainers", []):
             ctx = container["securityContext"]
             assert ctx["allowPrivilegeEscalation"] is False, name
             assert ctx["capabilities"]["drop"] == ["ALL"], name
@@ -170,6 +170,63 @@ def test_own_database_instead_of_the_quickstart() -> None:
     )
     assert clash.returncode != 0
     assert "postgresql.enabled=false" in clash.stderr
+
+
+def first_container_env(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every Deployment's first container's env vars by name (names carry the prefix)."""
+    return {
+        e["name"]: e
+        for d in docs
+        if d["kind"] == "Deployment"
+        for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    }
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_mqtt_authentication_by_default_and_its_opt_out() -> None:
+    """By default the quickstart broker admits no anonymous client and the users come from one
+    Secret; auth off renders an anonymous broker and no broker credentials anywhere; your own
+    broker with auth needs your Secret (a clear error otherwise)."""
+    docs = render("devicefleet")
+    conf = named(docs, "ConfigMap", "devicefleet-mosquitto")["data"]["mosquitto.conf"]
+    broker = named(docs, "Deployment", "devicefleet-mosquitto")["spec"]["template"]["spec"]
+    env = first_container_env(docs)
+    assert "allow_anonymous false" in conf
+    assert "allow_anonymous true" not in conf
+    assert "plugin /usr/lib/mosquitto_dynamic_security.so" in conf
+    assert [c["name"] for c in broker["initContainers"]] == ["users"]
+    assert "devicefleet-mqtt-users" in kinds(docs)["Secret"]
+    assert env["OPERATOR_MQTT_ADMIN_USERNAME"]["value"] == "devicefleet-admin"
+    assert env["BRIDGE_MQTT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "devicefleet-mqtt-users",
+        "key": "bridge-password",
+    }
+
+    docs = render("devicefleet", "--set", "global.mqtt.auth.enabled=false")
+    conf = named(docs, "ConfigMap", "devicefleet-mosquitto")["data"]["mosquitto.conf"]
+    broker = named(docs, "Deployment", "devicefleet-mosquitto")["spec"]["template"]["spec"]
+    assert "allow_anonymous true" in conf
+    assert "plugin" not in conf
+    assert "initContainers" not in broker
+    assert "devicefleet-mqtt-users" not in kinds(docs)["Secret"]
+    admin_or_bridge = {
+        "OPERATOR_MQTT_ADMIN_USERNAME",
+        "BRIDGE_MQTT_USERNAME",
+        "BRIDGE_MQTT_PASSWORD",
+    }
+    assert not admin_or_bridge & set(first_container_env(docs))
+
+    own = "mosquitto.enabled=false,global.mqtt.host=mqtt.example"
+    refused = helm("template", "x", str(UMBRELLA), "--set", own, check=False)
+    assert refused.returncode != 0
+    assert "global.mqtt.auth.existingSecret" in refused.stderr
+    docs = render("devicefleet", "--set", f"{own},global.mqtt.auth.existingSecret=my-mqtt")
+    assert "devicefleet-mqtt-users" not in kinds(docs)["Secret"]
+    env = first_container_env(docs)
+    assert env["BRIDGE_MQTT_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "my-mqtt"
 
 
 @pytest.fixture(scope="module")
