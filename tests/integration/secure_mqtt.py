@@ -66,6 +66,7 @@ class Client:
         ca_file: Path | None = None,
         tls: bool = False,
         protocol: int = mqtt.MQTTv5,
+        host: str = "127.0.0.1",
     ) -> None:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -76,6 +77,7 @@ class Client:
             self._client.username_pw_set(username, password)
         if tls or ca_file is not None:
             self._client.tls_set(ca_certs=str(ca_file) if ca_file else None)
+        self._host = host
         self._port = port
         self._cond = threading.Condition()
         self.connack: int | None = None
@@ -124,7 +126,7 @@ class Client:
     # test thread
     def connect(self) -> int:
         """The CONNACK reason code (0 = accepted)."""
-        self._client.connect("127.0.0.1", self._port, keepalive=30)
+        self._client.connect(self._host, self._port, keepalive=30)
         self._client.loop_start()
         return int(self.wait(lambda: self.connack is not None and (self.connack,))[0])
 

@@ -23,6 +23,8 @@ from devicefleet_operator.builders import fleet_id
 from devicefleet_operator.constants import GROUP, PLURAL, STATUS_PORT, VERSION
 from tests.integration.node.conftest import REAL_NODE, VALUES_LOCAL, helm, kubectl, pod_ips
 from tests.integration.operator.conftest import create_fleet, delete_namespace, get_fleet
+from tests.integration.secure_mqtt import NOT_AUTHORIZED, REFUSED_LOGIN, Client
+from tests.integration.test_mqtt_security import device_topic
 from tests.support import REPO, wait_for
 
 # Setup (helm install --wait of the whole platform) counts toward the first test's timeout.
@@ -186,6 +188,34 @@ def test_rows_from_every_fleet_within_60_seconds(
             interval=1,
             message=f"{name}: {pods}/{pods} pods ready in the DeviceFleet status",
         )
+
+
+def test_quickstart_broker_admits_each_fleet_only_to_its_own_topics(
+    fleets: dict[str, str], database: psycopg.Connection[Any]
+) -> None:
+    """The chart's Mosquitto pod with authentication (its init container made the admin and
+    the bridge; the operator pod registered the fleets): no anonymous client, and an MQTT
+    fleet's own credentials cannot publish as another fleet's device. Its own devices' rows
+    arrived through the bridge (the rows test), so its login and the bridge's work."""
+    host = client.CoreV1Api().read_namespaced_service(f"{RELEASE}-mosquitto", NAMESPACE)
+    broker = host.spec.cluster_ip
+    anonymous = Client(None, None, port=1883, host=broker)
+    try:
+        assert anonymous.connect() in REFUSED_LOGIN
+    finally:
+        anonymous.close()
+    secret = client.CoreV1Api().read_namespaced_secret("controllers-sim-credentials", NAMESPACE)
+    values = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+    assert values["mqtt-username"] == fleets["controllers"]
+    session = Client(values["mqtt-username"], values["mqtt-password"], port=1883, host=broker)
+    try:
+        assert session.connect() == 0
+        # A device of the HTTP trucks fleet: the broker refuses it, nothing reaches the bridge.
+        forged = device_topic("truck", fleets["trucks"], 0)
+        assert session.publish(forged, b"{}") == NOT_AUTHORIZED
+    finally:
+        session.close()
+    assert devices_with_rows(database, fleets["controllers"]) == FLEETS["controllers"][2]
 
 
 def test_ingest_outage_opens_breakers_and_recovery_delivers_exactly_once(

@@ -77,18 +77,20 @@ def cluster() -> client.ApiClient:
     return client.ApiClient()
 
 
-@pytest.fixture(scope="session")
-def operator(
-    cluster: client.ApiClient, stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
-    """One operator for the session, watching only this session's namespaces; it registers
-    fleets' devices in, and reads their health predictions from, the stack's database."""
-    migrate(BootstrapSettings(database_url=DATABASE_URL))
+def start_operator(
+    name: str,
+    log_dir: Path,
+    namespaces: list[str],
+    kubeconfig: str | Path = KUBECONFIG,
+    **settings: str,
+) -> ServiceProcess:
+    """A real operator process watching ``namespaces``, ready (/healthz), with the tests'
+    defaults (simulator pods on kwok nodes, 1 s status polls, DEBUG log) and ``settings``
+    (OPERATOR_* names without the prefix) on top."""
     liveness = free_port()
     env = {
-        "KUBECONFIG": KUBECONFIG,
-        # `make up`'s operator leaves devicefleet-test-* namespaces to this one.
-        "OPERATOR_NAMESPACES": json.dumps([f"devicefleet-test-{RUN}-*"]),
+        "KUBECONFIG": str(kubeconfig),
+        "OPERATOR_NAMESPACES": json.dumps(namespaces),
         "OPERATOR_STANDALONE": "true",
         "OPERATOR_STATUS_INTERVAL": "1",
         "OPERATOR_STATUS_TIMEOUT": "0.5",
@@ -98,16 +100,31 @@ def operator(
         "OPERATOR_METRICS_PORT": str(free_port()),
         "OPERATOR_LIVENESS_PORT": str(liveness),
         "OPERATOR_LOG_LEVEL": "DEBUG",
-        "OPERATOR_DATABASE_URL": DATABASE_URL,
-        "OPERATOR_HEALTH_STALE_AFTER": str(HEALTH_STALE_AFTER),
-    }
-    process = ServiceProcess(
-        "operator",
+    } | {f"OPERATOR_{key}": value for key, value in settings.items()}
+    return ServiceProcess(
+        name,
         ["devicefleet-operator"],
         env,
-        tmp_path_factory.mktemp("operator-logs"),
+        log_dir,
         health_url=f"http://127.0.0.1:{liveness}/healthz",
     ).start(60)
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: client.ApiClient, stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """One operator for the session, watching only this session's namespaces; it registers
+    fleets' devices in, and reads their health predictions from, the stack's database."""
+    migrate(BootstrapSettings(database_url=DATABASE_URL))
+    process = start_operator(
+        "operator",
+        tmp_path_factory.mktemp("operator-logs"),
+        # `make up`'s operator leaves devicefleet-test-* namespaces to this one.
+        [f"devicefleet-test-{RUN}-*"],
+        DATABASE_URL=DATABASE_URL,
+        HEALTH_STALE_AFTER=str(HEALTH_STALE_AFTER),
+    )
     yield process
     process.stop()
 

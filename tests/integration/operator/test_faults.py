@@ -26,7 +26,6 @@ from kubernetes.client.exceptions import ApiException
 from devicefleet_operator.builders import fleet_labels
 from devicefleet_operator.constants import GROUP, LABEL_FLEET, PLURAL, SPEC_HASH_ANNOTATION, VERSION
 from tests.integration.operator.conftest import (
-    KWOK_TOLERATION,
     RUN,
     create_fleet,
     delete_namespace,
@@ -34,6 +33,7 @@ from tests.integration.operator.conftest import (
     get_fleet,
     kubectl,
     patch_fleet,
+    start_operator,
     statefulset,
 )
 from tests.integration.operator.faults import (
@@ -48,7 +48,7 @@ from tests.integration.operator.faults import (
     throttled_identity_manifests,
     write_kubeconfig,
 )
-from tests.support import ServiceProcess, free_port, wait_for
+from tests.support import ServiceProcess, wait_for
 
 # Not in the default run yet (see docs/reliability.md): after the API server restart the
 # local kube-scheduler has been seen exiting, leaving later pods Pending. `pytest -m operator_faults`.
@@ -157,29 +157,14 @@ class FaultEnv:
         return write_kubeconfig(path, port, self.identity.operator_token)
 
     def operator(self, kubeconfig: Path | None = None) -> ServiceProcess:
-        liveness = free_port()
-        env = {
-            "KUBECONFIG": str(kubeconfig or self.kubeconfig()),
-            "OPERATOR_NAMESPACES": json.dumps([self.namespace]),
-            "OPERATOR_STANDALONE": "true",
-            "OPERATOR_STATUS_INTERVAL": "1",
-            "OPERATOR_STATUS_TIMEOUT": "0.5",
-            "OPERATOR_SIMULATOR_IMAGE": "devicefleet/simulator:test",
-            "OPERATOR_NODE_SELECTOR": json.dumps({"type": "kwok"}),
-            "OPERATOR_TOLERATIONS": json.dumps([KWOK_TOLERATION]),
-            "OPERATOR_METRICS_PORT": str(free_port()),
-            "OPERATOR_LIVENESS_PORT": str(liveness),
-            "OPERATOR_LOG_LEVEL": "DEBUG",
-            # The device registry is not under test here: only the Kubernetes side is.
-            "OPERATOR_DATABASE_URL": "",
-        }
-        process = ServiceProcess(
+        process = start_operator(
             f"operator-{len(self.operators)}",
-            ["devicefleet-operator"],
-            env,
             self.workdir,
-            health_url=f"http://127.0.0.1:{liveness}/healthz",
-        ).start(60)
+            [self.namespace],
+            kubeconfig or self.kubeconfig(),
+            # The device registry is not under test here: only the Kubernetes side is.
+            DATABASE_URL="",
+        )
         self.operators.append(process)
         return process
 

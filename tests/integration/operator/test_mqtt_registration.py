@@ -8,7 +8,6 @@ secured broker's admin over TLS and the devstack's fleet key, watching its own n
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,11 +21,10 @@ from devicefleet_operator.broker import unregister_fleet
 from devicefleet_operator.builders import fleet_id
 from devicefleet_operator.constants import GROUP, PLURAL, VERSION
 from tests.integration.operator.conftest import (
-    KUBECONFIG,
-    KWOK_TOLERATION,
     create_fleet,
     delete_namespace,
     patch_fleet,
+    start_operator,
     statefulset,
 )
 from tests.integration.secure_mqtt import (
@@ -51,34 +49,19 @@ RESYNC_INTERVAL = 2.0
 def run_operator(log_dir: Path, pattern: str, admin_port: int) -> ServiceProcess:
     """An operator managing the secured broker (its admin on ``admin_port``) for the fleets
     in namespaces matching ``pattern``."""
-    liveness = free_port()
-    env = {
-        "KUBECONFIG": KUBECONFIG,
-        "OPERATOR_NAMESPACES": json.dumps([pattern]),
-        "OPERATOR_STANDALONE": "true",
-        "OPERATOR_STATUS_INTERVAL": "1",
-        "OPERATOR_SIMULATOR_IMAGE": "devicefleet/simulator:test",
-        "OPERATOR_NODE_SELECTOR": json.dumps({"type": "kwok"}),
-        "OPERATOR_TOLERATIONS": json.dumps([KWOK_TOLERATION]),
-        "OPERATOR_METRICS_PORT": str(free_port()),
-        "OPERATOR_LIVENESS_PORT": str(liveness),
-        "OPERATOR_LOG_LEVEL": "DEBUG",
-        "OPERATOR_MQTT_HOST": "127.0.0.1",
-        "OPERATOR_MQTT_PORT": str(AUTH_PORT),
-        "OPERATOR_MQTT_PASSWORD_KEY_FILE": str(SECRETS / "fleet-key"),
-        "OPERATOR_MQTT_ADMIN_USERNAME": ADMIN_USER,
-        "OPERATOR_MQTT_ADMIN_PASSWORD_FILE": str(SECRETS / "admin.password"),
-        "OPERATOR_MQTT_ADMIN_PORT": str(admin_port),
-        "OPERATOR_MQTT_ADMIN_TLS_CA_FILE": str(CA_FILE),
-        "OPERATOR_MQTT_ADMIN_RESYNC_INTERVAL": str(RESYNC_INTERVAL),
-    }
-    return ServiceProcess(
+    return start_operator(
         "operator-mqtt",
-        ["devicefleet-operator"],
-        env,
         log_dir,
-        health_url=f"http://127.0.0.1:{liveness}/healthz",
-    ).start(60)
+        [pattern],
+        MQTT_HOST="127.0.0.1",
+        MQTT_PORT=str(AUTH_PORT),
+        MQTT_PASSWORD_KEY_FILE=str(SECRETS / "fleet-key"),
+        MQTT_ADMIN_USERNAME=ADMIN_USER,
+        MQTT_ADMIN_PASSWORD_FILE=str(SECRETS / "admin.password"),
+        MQTT_ADMIN_PORT=str(admin_port),
+        MQTT_ADMIN_TLS_CA_FILE=str(CA_FILE),
+        MQTT_ADMIN_RESYNC_INTERVAL=str(RESYNC_INTERVAL),
+    )
 
 
 @pytest.fixture(scope="module")
