@@ -50,8 +50,8 @@ from tests.integration.operator.faults import (
 )
 from tests.support import ServiceProcess, wait_for
 
-# Not in the default run yet (see docs/reliability.md): after the API server restart the
-# local kube-scheduler has been seen exiting, leaving later pods Pending. `pytest -m operator_faults`.
+# In the chaos tier (runs last: it kills the API server every test shares); on its own:
+# `pytest -m operator_faults`.
 pytestmark = [pytest.mark.chaos, pytest.mark.operator_faults]
 
 IDENTITY_NAMESPACE = f"devicefleet-faults-{RUN}"
