@@ -4,6 +4,7 @@ codes), for the security tests."""
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import uuid
@@ -13,10 +14,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devicefleet_operator.broker import BrokerAdmin
-from tests.support import PORTS, port_open
+from tests.support import PORTS, port_open, wait_for
 
 STATE = Path(os.environ.get("DEVSTACK_STATE", Path.home() / ".local/state/devicefleet"))
 SECRETS = STATE / "conf/mosquitto-secure"
@@ -53,6 +56,22 @@ def secure_broker() -> SecureBroker:
         bridge_password=(SECRETS / "bridge.password").read_text().strip(),
         fleet_key=(SECRETS / "fleet-key").read_bytes().strip(),
     )
+
+
+def secret_credentials(namespace: str, fleet: str) -> tuple[str, str]:
+    """The fleet's MQTT credentials as its pods get them (read here as the cluster admin)."""
+
+    def read() -> tuple[str, str] | None:
+        try:
+            data = client.CoreV1Api().read_namespaced_secret(f"{fleet}-sim-credentials", namespace)
+        except ApiException as exc:
+            if exc.status in (404, 500, 503):  # not written yet, or an apiserver restart
+                return None
+            raise
+        values = {k: base64.b64decode(v).decode() for k, v in (data.data or {}).items()}
+        return values["mqtt-username"], values["mqtt-password"]
+
+    return wait_for(read, 30, message=f"the Secret {fleet}-sim-credentials")
 
 
 class Client:

@@ -32,6 +32,7 @@ from tests.integration.secure_mqtt import (
     SECRETS,
     TLS_PORT,
     Client,
+    secret_credentials,
     secure_broker,
 )
 from tests.integration.test_mqtt_security import device_topic
@@ -222,6 +223,32 @@ def chart_operator(release: str, tmp_path_factory: pytest.TempPathFactory) -> It
         conn.execute("DELETE FROM device_parameters WHERE site = %s", (NAMESPACE,))
 
 
+def create_fleet_once(fleet: dict[str, Any]) -> Any:
+    """Create the fleet, or read it back: retried calls (other suites restart the API server
+    now and then) may find that an earlier try got through (409)."""
+    api = client.CustomObjectsApi()
+    try:
+        return api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, fleet)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return api.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, PLURAL, fleet["metadata"]["name"]
+    )
+
+
+def delete_fleet_once(name: str) -> bool:
+    """Delete the fleet; gone already (404) means an earlier try got through."""
+    try:
+        client.CustomObjectsApi().delete_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, name
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    return True
+
+
 def test_chart_operator_reconciles_an_example_fleet(release: str, chart_operator: Any) -> None:
     fleet = yaml.safe_load((REPO / "examples/mining-trucks.yaml").read_text())
     client.CustomObjectsApi().create_namespaced_custom_object(
@@ -297,17 +324,7 @@ def test_chart_operator_writes_fleet_tokens_signed_with_the_release_key(
     fleet = yaml.safe_load((REPO / "examples/mining-trucks.yaml").read_text())
     name = "tokens"
     fleet["metadata"]["name"] = name
-    api = client.CustomObjectsApi()
-
-    def create() -> Any:
-        try:
-            return api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, fleet)
-        except ApiException as exc:
-            if exc.status != 409:  # 409: an earlier try got through
-                raise
-        return api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
-
-    created = wait_for(create, 30, message=f"fleet {name} created")
+    created = wait_for(lambda: create_fleet_once(fleet), 30, message=f"fleet {name} created")
     core = client.CoreV1Api()
     secret_name = f"{name}-sim-credentials"
 
@@ -352,15 +369,7 @@ def test_chart_operator_writes_fleet_tokens_signed_with_the_release_key(
     kept = core.read_namespaced_secret(f"{release}-mqtt-users", NAMESPACE).data
     assert kept == users
 
-    def delete() -> bool:
-        try:
-            api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
-        except ApiException as exc:
-            if exc.status != 404:  # 404: an earlier try got through
-                raise
-        return True
-
-    wait_for(delete, 30, message=f"fleet {name} deleted")
+    wait_for(lambda: delete_fleet_once(name), 30, message=f"fleet {name} deleted")
     wait_for(lambda: secret() is None, 90, message=f"{secret_name} garbage-collected")
 
 
@@ -368,9 +377,10 @@ def test_chart_operator_registers_an_mqtt_fleet_in_the_broker(
     release: str, chart_operator: Any
 ) -> None:
     """Broker authentication on by default: the release made its broker users' Secret, the
-    bridge logs in with it, and the chart's operator, as the broker's admin, registers an MQTT fleet: the
-    password it wrote into the fleet's Secret logs in and publishes the fleet's own devices'
-    topics, another fleet's device topic is refused, and deleting the fleet shuts it out."""
+    bridge logs in with it, and the chart's operator, as the broker's admin, registers an MQTT
+    fleet: the password it wrote into the fleet's Secret logs in and publishes the fleet's own
+    devices' topics, another fleet's device topic is refused, and deleting the fleet shuts it
+    out."""
     users = client.CoreV1Api().read_namespaced_secret(f"{release}-mqtt-users", NAMESPACE)
     assert set(users.data) == {"admin-password", "bridge-password"}
     bridge = client.AppsV1Api().read_namespaced_deployment(
@@ -385,20 +395,8 @@ def test_chart_operator_registers_an_mqtt_fleet_in_the_broker(
     name = "broker"
     fleet["metadata"]["name"] = name
     fleet["spec"] |= {"transport": "mqtt", "devices": 2, "devicesPerPod": 2}
-    api = client.CustomObjectsApi()
-
-    def create() -> bool:
-        try:
-            api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, fleet)
-        except ApiException as exc:
-            if exc.status != 409:  # 409: an earlier try got through
-                raise
-        return True
-
-    wait_for(create, 30, message=f"fleet {name} created")
-    credentials = wait_for(
-        lambda: _fleet_mqtt_credentials(name), 60, message=f"{name}-sim-credentials"
-    )
+    wait_for(lambda: create_fleet_once(fleet), 30, message=f"fleet {name} created")
+    credentials = secret_credentials(NAMESPACE, name)
     fleet_name = f"{NAMESPACE}.{name}"
     assert credentials[0] == fleet_name
 
@@ -418,7 +416,7 @@ def test_chart_operator_registers_an_mqtt_fleet_in_the_broker(
     assert own < 0x80, hex(own)
     assert publishes(device_topic("truck", f"{NAMESPACE}.other", 0)) == (NOT_AUTHORIZED,)
 
-    api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+    wait_for(lambda: delete_fleet_once(name), 30, message=f"fleet {name} deleted")
 
     def refused() -> bool:
         session = Client(*credentials)
@@ -428,14 +426,3 @@ def test_chart_operator_registers_an_mqtt_fleet_in_the_broker(
             session.close()
 
     wait_for(refused, 60, message=f"{name}'s login refused after deletion")
-
-
-def _fleet_mqtt_credentials(name: str) -> tuple[str, str] | None:
-    try:
-        secret = client.CoreV1Api().read_namespaced_secret(f"{name}-sim-credentials", NAMESPACE)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    values = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-    return values["mqtt-username"], values["mqtt-password"]

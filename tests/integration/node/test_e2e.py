@@ -23,7 +23,12 @@ from devicefleet_operator.builders import fleet_id
 from devicefleet_operator.constants import GROUP, PLURAL, STATUS_PORT, VERSION
 from tests.integration.node.conftest import REAL_NODE, VALUES_LOCAL, helm, kubectl, pod_ips
 from tests.integration.operator.conftest import create_fleet, delete_namespace, get_fleet
-from tests.integration.secure_mqtt import NOT_AUTHORIZED, REFUSED_LOGIN, Client
+from tests.integration.secure_mqtt import (
+    NOT_AUTHORIZED,
+    REFUSED_LOGIN,
+    Client,
+    secret_credentials,
+)
 from tests.integration.test_mqtt_security import device_topic
 from tests.support import REPO, wait_for
 
@@ -204,10 +209,9 @@ def test_quickstart_broker_admits_each_fleet_only_to_its_own_topics(
         assert anonymous.connect() in REFUSED_LOGIN
     finally:
         anonymous.close()
-    secret = client.CoreV1Api().read_namespaced_secret("controllers-sim-credentials", NAMESPACE)
-    values = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
-    assert values["mqtt-username"] == fleets["controllers"]
-    session = Client(values["mqtt-username"], values["mqtt-password"], port=1883, host=broker)
+    username, password = secret_credentials(NAMESPACE, "controllers")
+    assert username == fleets["controllers"]
+    session = Client(username, password, port=1883, host=broker)
     try:
         assert session.connect() == 0
         # A device of the HTTP trucks fleet: the broker refuses it, nothing reaches the bridge.

@@ -7,7 +7,6 @@ secured broker's admin over TLS and the devstack's fleet key, watching its own n
 
 from __future__ import annotations
 
-import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from tests.integration.secure_mqtt import (
     SECRETS,
     TLS_PORT,
     Client,
+    secret_credentials,
     secure_broker,
 )
 from tests.integration.test_mqtt_security import device_topic
@@ -95,22 +95,6 @@ def create_namespace(name: str) -> None:
     client.CoreV1Api().create_namespace(
         {"metadata": {"name": name, "labels": {"iot.devicefleet.io/kwok-runner": "disabled"}}}
     )
-
-
-def secret_credentials(namespace: str, fleet: str) -> tuple[str, str]:
-    """The fleet's MQTT credentials as its pods get them (read here as the cluster admin)."""
-
-    def read() -> tuple[str, str] | None:
-        try:
-            data = client.CoreV1Api().read_namespaced_secret(f"{fleet}-sim-credentials", namespace)
-        except ApiException as exc:
-            if exc.status in (404, 500, 503):  # not written yet, or an apiserver restart
-                return None
-            raise
-        values = {k: base64.b64decode(v).decode() for k, v in (data.data or {}).items()}
-        return values["mqtt-username"], values["mqtt-password"]
-
-    return wait_for(read, 30, message=f"the Secret {fleet}-sim-credentials")
 
 
 def login(username: str, password: str) -> int:
