@@ -12,6 +12,7 @@ from devicefleet_common.devices import default_parameters, device_id
 from devicefleet_common.schemas import RawEnvelope
 from devicefleet_common.topics import f2_topic, sensor_topic, truck_topic
 from devicefleet_processor.decoders import (
+    MAX_READINGS,
     DecodeError,
     DeviceParams,
     check_timestamp,
@@ -142,6 +143,7 @@ def test_generic_units_from_registry() -> None:
         ({"temperature": math.inf}, "invalid_value"),
         ({"timestamp": "x"}, "no_measurements"),
         ({}, "no_measurements"),
+        ({f"m{i}": 1.0 for i in range(MAX_READINGS + 1)}, "too_many_measurements"),
     ],
 )
 def test_bad_numeric_payloads(payload: dict[str, Any], reason: str) -> None:

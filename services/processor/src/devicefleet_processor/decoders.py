@@ -70,6 +70,10 @@ DEFAULT_UNITS: dict[str, str] = {
     "battery_v": "V",
 }
 MAX_TEXT_LENGTH = 4096
+# Readings in one message. Devices send tens; a payload of many thousands (a firmware bug, or
+# a flood inside one ~1 MB record) would become as many rows in one sink batch, so it is
+# dead-lettered whole instead of stored in part.
+MAX_READINGS = 1000
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # int(x, 16) also takes signs, "0x", "_", spaces and non-ASCII digits: a register is not that.
 _HEX_REGISTER = re.compile(r"[0-9A-Fa-f]{4}")
@@ -79,6 +83,11 @@ _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 def _reading_items(payload: dict[str, Any]) -> list[tuple[str, Any]]:
     # "timestamp" is envelope data; "_"-prefixed keys are reserved for simulator metadata.
     items = [(k, v) for k, v in payload.items() if k != "timestamp" and not k.startswith("_")]
+    if len(items) > MAX_READINGS:
+        raise DecodeError(
+            "too_many_measurements",
+            f"payload has {len(items)} readings, at most {MAX_READINGS} per message",
+        )
     for key, _ in items:
         if not key or len(key) > MAX_METRIC_LENGTH or _CONTROL_CHARACTERS.search(key):
             raise DecodeError(
