@@ -89,6 +89,7 @@ GLOBAL = obj(
                         "bridgeUsername": {"type": "string", "minLength": 1},
                     }
                 ),
+                "tls": obj({"caSecret": STRING, "caKey": {"type": "string", "minLength": 1}}),
             }
         ),
         "database": obj(

@@ -34,6 +34,28 @@ global.mqtt.auth.existingSecret names your own.
 {{- end -}}
 
 {{/*
+The broker's CA as a file (global.mqtt.tls.caSecret): a pod volume and its mount at
+/etc/devicefleet/mqtt-tls (read-only); the file is /etc/devicefleet/mqtt-tls/ca.crt. Returns
+YAML {volume, mount}; empty without a caSecret.
+*/}}
+{{- define "devicefleet.mqttCaVolume" -}}
+{{- with .Values.global.mqtt.tls.caSecret }}
+volume:
+  name: mqtt-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - key: {{ $.Values.global.mqtt.tls.caKey }}
+        path: ca.crt
+mount:
+  name: mqtt-ca
+  mountPath: /etc/devicefleet/mqtt-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/*
 Signing keys as files: a pod volume of the keys listed in `keys` and its mount at
 /etc/devicefleet/keys (read-only). Arguments: ctx, keys. Returns YAML {volume, mount}.
 */}}

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 from devicefleet_operator.constants import (
     CREDENTIAL_ENV,
     LABEL_FLEET,
     LABEL_NAME,
+    MQTT_CA_KEY,
+    MQTT_CA_PATH,
     POD_INDEX_LABEL,
     SIMULATOR_APP,
     SPEC_HASH_ANNOTATION,
@@ -116,7 +119,10 @@ def build_statefulset(
     spec: FleetSpec,
     config: Settings,
     credential_keys: Sequence[str] = (),
+    mqtt_ca: bool = False,
 ) -> dict[str, Any]:
+    """``mqtt_ca``: the fleet's credentials Secret holds the broker's CA (MQTT_CA_KEY); the
+    pods mount it and connect by TLS."""
     labels = fleet_labels(name)
     probe = {"httpGet": {"path": "/health", "port": STATUS_PORT_NAME}, "periodSeconds": 5}
     pod_spec: dict[str, Any] = {
@@ -146,6 +152,20 @@ def build_statefulset(
         ],
         "terminationGracePeriodSeconds": 30,
     }
+    if mqtt_ca:
+        container = pod_spec["containers"][0]
+        container["env"].append({"name": "SIMULATOR_MQTT_TLS_CA_FILE", "value": MQTT_CA_PATH})
+        ca_dir = str(PurePosixPath(MQTT_CA_PATH).parent)
+        container["volumeMounts"] = [{"name": "mqtt-ca", "mountPath": ca_dir, "readOnly": True}]
+        pod_spec["volumes"] = [
+            {
+                "name": "mqtt-ca",
+                "secret": {
+                    "secretName": credentials_secret_name(name),
+                    "items": [{"key": MQTT_CA_KEY, "path": PurePosixPath(MQTT_CA_PATH).name}],
+                },
+            }
+        ]
     if config.node_selector:
         pod_spec["nodeSelector"] = dict(config.node_selector)
     if config.tolerations:

@@ -28,6 +28,9 @@ CREDENTIAL_ENV = {
     "mqtt-password": "SIMULATOR_MQTT_PASSWORD",
     "ingest-token": "SIMULATOR_INGEST_TOKEN",
 }
+# The broker's CA in a fleet's credentials Secret, mounted as a file into its pods.
+MQTT_CA_KEY = "mqtt-ca.crt"
+MQTT_CA_PATH = "/etc/devicefleet/mqtt-ca/ca.crt"
 STATUS_PORT_NAME = "status"
 
 

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from devicefleet_common.credentials import ingest_token, load_key, mqtt_password
 from devicefleet_operator.builders import credentials_secret_name, fleet_id, fleet_labels
-from devicefleet_operator.constants import FIELD_MANAGER
+from devicefleet_operator.constants import FIELD_MANAGER, MQTT_CA_KEY
 from devicefleet_operator.settings import Settings
 
 
@@ -46,9 +46,33 @@ def _read_keys(ingest_file: Path | None, mqtt_file: Path | None) -> SigningKeys:
     )
 
 
-def build_secret(namespace: str, name: str, keys: SigningKeys) -> dict[str, Any]:
+def simulator_mqtt_ca(config: Settings) -> str | None:
+    """The broker's CA for the fleets' pods (PEM text), or None: simulators without TLS."""
+    path = config.simulator_mqtt_tls_ca_file
+    return _read_ca(path) if path else None
+
+
+@functools.cache
+def _read_ca(path: Path) -> str:
+    """Read once per process; not a PEM certificate fails the first reconcile, loudly."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the simulators' MQTT CA {path}: {exc}") from exc
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(f"the simulators' MQTT CA {path} holds no PEM certificate")
+    return text
+
+
+def build_secret(
+    namespace: str, name: str, keys: SigningKeys, mqtt_ca: str | None = None
+) -> dict[str, Any]:
+    """The fleet's credentials, and the broker's CA when its pods connect by TLS (a file
+    they mount: public, but one object for the operator to keep in step)."""
     fleet = fleet_id(namespace, name)
     data: dict[str, str] = {}
+    if mqtt_ca is not None:
+        data[MQTT_CA_KEY] = mqtt_ca
     if keys.mqtt_password:
         data["mqtt-username"] = fleet
         data["mqtt-password"] = mqtt_password(keys.mqtt_password, fleet)

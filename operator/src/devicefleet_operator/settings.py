@@ -20,6 +20,11 @@ class Settings(ServiceSettings, ObservabilitySettings):
     )
     mqtt_host: str = Field("mosquitto", description="MQTT broker host simulators publish to")
     mqtt_port: int = Field(1883, description="MQTT broker port")
+    simulator_mqtt_tls_ca_file: Path | None = Field(
+        None,
+        description="CA (PEM) of the broker's TLS listener, given to every fleet's pods (in "
+        "its credentials Secret); set = simulators connect by TLS to mqtt_port",
+    )
     ingest_url: str = Field("http://ingest:8080", description="Ingest base URL for http fleets")
     # Where simulator pods may run, e.g. onto kwok nodes in the local stack.
     node_selector: dict[str, str] = Field(

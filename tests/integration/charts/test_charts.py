@@ -227,6 +227,38 @@ def test_mqtt_authentication_by_default_and_its_opt_out() -> None:
     assert "devicefleet-mqtt-users" not in kinds(docs)["Secret"]
     env = first_container_env(docs)
     assert env["BRIDGE_MQTT_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "my-mqtt"
+    assert "BRIDGE_MQTT_TLS_CA_FILE" not in env
+
+
+def test_mqtt_tls_with_your_own_brokers_ca() -> None:
+    """global.mqtt.tls.caSecret: the bridge and the operator (its admin connection, and for
+    every fleet's pods) check the broker against that CA; the quickstart broker has no TLS
+    listener, so asking for TLS with it is an error that says so."""
+    own = (
+        "mosquitto.enabled=false,global.mqtt.host=mqtt.example,global.mqtt.port=8883,"
+        "global.mqtt.auth.existingSecret=my-mqtt"
+    )
+    docs = render("devicefleet", "--set", f"{own},global.mqtt.tls.caSecret=mqtt-ca")
+    env = first_container_env(docs)
+    ca_file = "/etc/devicefleet/mqtt-tls/ca.crt"
+    for name in (
+        "BRIDGE_MQTT_TLS_CA_FILE",
+        "OPERATOR_MQTT_ADMIN_TLS_CA_FILE",
+        "OPERATOR_SIMULATOR_MQTT_TLS_CA_FILE",
+    ):
+        assert env[name]["value"] == ca_file, name
+    for component in ("devicefleet-bridge", "devicefleet-operator"):
+        pod = named(docs, "Deployment", component)["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "mqtt-ca"]
+        assert volume["secret"]["secretName"] == "mqtt-ca"
+        assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["mqtt-ca"]["mountPath"] == "/etc/devicefleet/mqtt-tls"
+    refused = helm(
+        "template", "x", str(UMBRELLA), "--set", "global.mqtt.tls.caSecret=mqtt-ca", check=False
+    )
+    assert refused.returncode != 0
+    assert "quickstart Mosquitto has none" in refused.stderr
 
 
 @pytest.fixture(scope="module")

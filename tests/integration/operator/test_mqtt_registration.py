@@ -7,6 +7,7 @@ secured broker's admin over TLS and the devstack's fleet key, watching its own n
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +29,6 @@ from tests.integration.operator.conftest import (
 )
 from tests.integration.secure_mqtt import (
     ADMIN_USER,
-    AUTH_PORT,
     CA_FILE,
     NOT_AUTHORIZED,
     REFUSED_LOGIN,
@@ -54,12 +54,14 @@ def run_operator(log_dir: Path, pattern: str, admin_port: int) -> ServiceProcess
         log_dir,
         [pattern],
         MQTT_HOST="127.0.0.1",
-        MQTT_PORT=str(AUTH_PORT),
+        MQTT_PORT=str(TLS_PORT),
         MQTT_PASSWORD_KEY_FILE=str(SECRETS / "fleet-key"),
         MQTT_ADMIN_USERNAME=ADMIN_USER,
         MQTT_ADMIN_PASSWORD_FILE=str(SECRETS / "admin.password"),
         MQTT_ADMIN_PORT=str(admin_port),
         MQTT_ADMIN_TLS_CA_FILE=str(CA_FILE),
+        # Fleets' pods by TLS too: the operator gives them this CA.
+        SIMULATOR_MQTT_TLS_CA_FILE=str(CA_FILE),
         MQTT_ADMIN_RESYNC_INTERVAL=str(RESYNC_INTERVAL),
     )
 
@@ -173,6 +175,46 @@ def test_the_operator_registers_scopes_and_removes_a_fleet(
     assert password not in logs
     assert truck_password not in logs
     assert (SECRETS / "admin.password").read_text().strip() not in logs
+
+
+def test_fleets_pods_get_the_brokers_ca_and_connect_by_tls(
+    broker_operator: ServiceProcess, namespace: str, tmp_path: Path
+) -> None:
+    """OPERATOR_SIMULATOR_MQTT_TLS_CA_FILE: the CA travels in the fleet's Secret, the pods
+    mount it as SIMULATOR_MQTT_TLS_CA_FILE and point at the TLS listener; with exactly those
+    (the CA read back from the Secret) the fleet's client verifies the broker, logs in and
+    publishes its own device's topic over TLS."""
+    create_fleet(namespace, "sensors", profile="generic", devices=2)
+    sts = wait_for(lambda: statefulset(namespace, "sensors"), 30, message="sensors-sim")
+    pod = sts.spec.template.spec
+    env = {e.name: e.value for e in pod.containers[0].env}
+    assert env["SIMULATOR_MQTT_PORT"] == str(TLS_PORT)
+    ca_path = env["SIMULATOR_MQTT_TLS_CA_FILE"]
+    [mount] = pod.containers[0].volume_mounts
+    assert ca_path == f"{mount.mount_path}/ca.crt"
+    [volume] = [v for v in pod.volumes if v.name == mount.name]
+    assert volume.secret.secret_name == "sensors-sim-credentials"
+    assert [(i.key, i.path) for i in volume.secret.items] == [("mqtt-ca.crt", "ca.crt")]
+
+    user, password = secret_credentials(namespace, "sensors")
+    data = client.CoreV1Api().read_namespaced_secret("sensors-sim-credentials", namespace).data
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(base64.b64decode(data["mqtt-ca.crt"]))
+    assert ca.read_bytes() == CA_FILE.read_bytes()
+
+    def publishes_over_tls() -> tuple[int] | None:
+        session = Client(user, password, port=TLS_PORT, ca_file=ca)
+        try:
+            if session.connect() != 0:
+                return None  # not registered yet
+            return (
+                session.publish(device_topic("generic", fleet_id(namespace, "sensors"), 1), b"x"),
+            )
+        finally:
+            session.close()
+
+    [code] = wait_for(publishes_over_tls, 30, message="the fleet's TLS login")
+    assert code < 0x80, hex(code)
 
 
 def test_a_broker_outage_does_not_hold_up_the_fleets_pods(

@@ -3,9 +3,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from devicefleet_common.credentials import token_fleet
 from devicefleet_operator.builders import build_statefulset
-from devicefleet_operator.credentials import SigningKeys, build_secret, signing_keys
+from devicefleet_operator.credentials import (
+    SigningKeys,
+    build_secret,
+    signing_keys,
+    simulator_mqtt_ca,
+)
 from devicefleet_operator.settings import Settings
 from devicefleet_operator.spec import parse_spec
 
@@ -55,3 +62,43 @@ def test_signing_keys_come_from_the_configured_files(tmp_path: Path) -> None:
     (tmp_path / "ingest").write_bytes(INGEST_KEY)
     config = Settings(ingest_token_key_file=tmp_path / "ingest")
     assert signing_keys(config) == SigningKeys(ingest_token=INGEST_KEY)
+
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_the_brokers_ca_reaches_pods_as_a_file_from_the_fleets_secret() -> None:
+    secret = build_secret("ns", "trucks", SigningKeys(mqtt_password=MQTT_KEY), mqtt_ca=CA)
+    assert secret["stringData"]["mqtt-ca.crt"] == CA
+    sts = build_statefulset("ns", "trucks", SPEC, Settings(), ("mqtt-password",), mqtt_ca=True)
+    pod = sts["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SIMULATOR_MQTT_TLS_CA_FILE"] == "/etc/devicefleet/mqtt-ca/ca.crt"
+    assert container["volumeMounts"] == [
+        {"name": "mqtt-ca", "mountPath": "/etc/devicefleet/mqtt-ca", "readOnly": True}
+    ]
+    assert pod["volumes"] == [
+        {
+            "name": "mqtt-ca",
+            "secret": {
+                "secretName": "trucks-sim-credentials",
+                "items": [{"key": "mqtt-ca.crt", "path": "ca.crt"}],
+            },
+        }
+    ]
+    # Without it, no TLS setting, volume or mount at all (and so no rollout of older fleets).
+    plain = build_statefulset("ns", "trucks", SPEC, Settings(), ("mqtt-password",))
+    assert "volumes" not in plain["spec"]["template"]["spec"]
+    assert "SIMULATOR_MQTT_TLS_CA_FILE" not in json.dumps(plain)
+
+
+def test_the_ca_file_is_read_once_and_must_be_pem(tmp_path: Path) -> None:
+    (tmp_path / "ca.crt").write_text(CA)
+    assert simulator_mqtt_ca(Settings(simulator_mqtt_tls_ca_file=tmp_path / "ca.crt")) == CA
+    assert simulator_mqtt_ca(Settings()) is None
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        simulator_mqtt_ca(Settings(simulator_mqtt_tls_ca_file=tmp_path / "key.pem"))
+    with pytest.raises(ValueError, match="cannot read"):
+        simulator_mqtt_ca(Settings(simulator_mqtt_tls_ca_file=tmp_path / "missing"))

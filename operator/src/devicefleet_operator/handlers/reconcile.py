@@ -15,7 +15,12 @@ from prometheus_client import Counter, Histogram
 
 from devicefleet_operator.builders import build_service, build_statefulset
 from devicefleet_operator.constants import FIELD_MANAGER, SPEC_HASH_ANNOTATION
-from devicefleet_operator.credentials import apply_secret, build_secret, signing_keys
+from devicefleet_operator.credentials import (
+    apply_secret,
+    build_secret,
+    signing_keys,
+    simulator_mqtt_ca,
+)
 from devicefleet_operator.settings import Settings
 from devicefleet_operator.spec import FleetSpec, InvalidSpec, parse_spec
 
@@ -134,7 +139,12 @@ def reconcile_children(
     started = time.perf_counter()
     service = build_service(namespace, name)
     statefulset = build_statefulset(
-        namespace, name, spec, config, signing_keys(config).credential_keys()
+        namespace,
+        name,
+        spec,
+        config,
+        signing_keys(config).credential_keys(),
+        mqtt_ca=simulator_mqtt_ca(config) is not None,
     )
     for child in (service, statefulset):
         kopf.adopt(child, owner=body)
@@ -164,9 +174,10 @@ def reconcile_credentials(namespace: str, name: str, body: kopf.Body, config: Se
     """Write the fleet's credentials Secret (owned by the fleet, so deleted with it) before
     its pods need it; "none" when the operator has no signing keys."""
     keys = signing_keys(config)
-    if not keys.credential_keys():
+    ca = simulator_mqtt_ca(config)
+    if not keys.credential_keys() and ca is None:
         return "none"
-    secret = build_secret(namespace, name, keys)
+    secret = build_secret(namespace, name, keys, ca)
     kopf.adopt(secret, owner=body)
     try:
         return apply_secret(_api()[1], secret)
