@@ -11,9 +11,10 @@ _kafka_pom_hash() { sha256sum "$DEVSTACK_DIR/kafka/pom.xml" | cut -d' ' -f1; }
 # shellcheck source=../tls.sh
 source "$DEVSTACK_DIR/tls.sh"
 
-kafka_ports() { echo "$KAFKA_PORT $KAFKA_TLS_PORT $KAFKA_CONTROLLER_PORT"; }
+kafka_ports() { echo "$KAFKA_PORT $KAFKA_TLS_PORT $KAFKA_MTLS_PORT $KAFKA_CONTROLLER_PORT"; }
 kafka_address() {
-  echo "127.0.0.1:$KAFKA_PORT (tls :$KAFKA_TLS_PORT, controller :$KAFKA_CONTROLLER_PORT)"
+  echo "127.0.0.1:$KAFKA_PORT (tls :$KAFKA_TLS_PORT, mtls :$KAFKA_MTLS_PORT," \
+    "controller :$KAFKA_CONTROLLER_PORT)"
 }
 
 # _kafka_tls_keystore KEYSTORE: the TLS listener's PEM keystore (private key, then the
@@ -26,6 +27,8 @@ _kafka_tls_keystore() {
     cat "$TLS_DIR/kafka.key" "$TLS_DIR/kafka.crt" "$TLS_DIR/ca.crt" >"$keystore.tmp"
   )
   mv -f "$keystore.tmp" "$keystore"
+  # A client certificate for the mutual TLS listener (tests, and services run by hand).
+  tls_client_cert kafka-client devicefleet-kafka-client
 }
 
 kafka_installed() {
@@ -68,7 +71,8 @@ kafka_start() {
   mkdir -p "$data/logs" "$conf"
   _kafka_tls_keystore "$conf/tls-keystore.pem"
   render_template "$DEVSTACK_DIR/kafka/server.properties" "$conf/server.properties" \
-    "KAFKA_LOG_DIRS=$data/logs" "KAFKA_TLS_KEYSTORE=$conf/tls-keystore.pem"
+    "KAFKA_LOG_DIRS=$data/logs" "KAFKA_TLS_KEYSTORE=$conf/tls-keystore.pem" \
+    "KAFKA_TLS_TRUSTSTORE=$TLS_DIR/ca.crt"
   # Cluster id: generated once and kept in the state dir; storage formatted once.
   if [[ ! -s "$data/cluster-id" ]]; then
     _kafka_java 128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \

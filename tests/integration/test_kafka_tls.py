@@ -1,7 +1,8 @@
 """Kafka over TLS: devstack's broker has a TLS listener (KAFKA_TLS_PORT, server certificate from
 the DeviceFleet dev CA made by devstack/tls.sh). With the CA, the project's clients produce and
 consume over it, and the whole pipeline runs on it; without the CA the client refuses the broker
-(an SSL error is reported and nothing is delivered)."""
+(an SSL error is reported and nothing is delivered). On the mutual TLS listener
+(KAFKA_MTLS_PORT) a client also needs a certificate from that CA."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ from tests.support import KAFKA, PORTS, wait_for
 STATE = Path(os.environ.get("DEVSTACK_STATE", Path.home() / ".local/state/devicefleet"))
 CA_FILE = STATE / "tls" / "ca.crt"
 KAFKA_TLS = f"127.0.0.1:{PORTS['KAFKA_TLS_PORT']}"
+# Mutual TLS: the same broker, client certificates required (devstack's client cert).
+KAFKA_MTLS = f"127.0.0.1:{PORTS['KAFKA_MTLS_PORT']}"
+CLIENT_CERT = STATE / "tls" / "kafka-client.crt"
+CLIENT_KEY = STATE / "tls" / "kafka-client.key"
 
 
 def tls_settings(run_id: str, **overrides: Any) -> BootstrapSettings:
@@ -145,6 +150,72 @@ def test_without_the_ca_nothing_is_delivered(tls_topic: str, security: dict[str,
     finally:
         consumer.close()
     assert high - low == 0
+
+
+def test_mutual_tls_admits_only_a_client_with_a_certificate(tls_topic: str) -> None:
+    """On the mutual TLS listener the broker asks for a client certificate: with devstack's
+    (signed by the dev CA) records are delivered; with the CA alone the handshake is refused,
+    an error says so and nothing arrives."""
+    assert CLIENT_CERT.is_file(), f"{CLIENT_CERT} missing: bash devstack/up.sh kafka makes it"
+    with_cert = tls_settings(
+        "x",
+        kafka_bootstrap_servers=KAFKA_MTLS,
+        kafka_ssl_cert_file=CLIENT_CERT,
+        kafka_ssl_key_file=CLIENT_KEY,
+    ).kafka_security_config()
+    assert with_cert["ssl.certificate.location"] == str(CLIENT_CERT)
+
+    def produce(security: dict[str, str], value: bytes) -> tuple[list[Any], list[Any]]:
+        client_errors: list[KafkaError] = []
+        delivery_errors: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                delivery_errors.append(err)
+
+        producer = Producer(
+            producer_config(
+                KAFKA_MTLS,
+                "test-mtls",
+                **security,
+                **{"message.timeout.ms": 5000, "error_cb": client_errors.append},
+            )
+        )
+        producer.produce(tls_topic, value=value, on_delivery=delivered)
+        producer.flush(15)
+        return client_errors, delivery_errors
+
+    _, failed = produce(with_cert, b"with a certificate")
+    assert failed == []
+
+    ca_only = tls_settings("x", kafka_bootstrap_servers=KAFKA_MTLS).kafka_security_config()
+    client_errors, failed = produce(ca_only, b"must not arrive")
+    assert [e.code() for e in failed] == [KafkaError._MSG_TIMED_OUT]
+    reasons = " ".join(e.str() for e in client_errors)
+    assert "SSL" in reasons or "Disconnected" in reasons, reasons
+
+    consumer = Consumer(
+        consumer_config(KAFKA_TLS, f"test-tls-{uuid.uuid4().hex[:8]}", "test-tls", **with_cert)
+    )
+    consumer.subscribe([tls_topic])
+    received: list[bytes] = []
+    try:
+
+        def one_received() -> bool:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                received.append(msg.value() or b"")
+            return bool(received)
+
+        wait_for(one_received, 30, interval=0, message="the record sent with a certificate")
+        # Anything the certificate-less producer sent would be right behind it.
+        for _ in range(3):
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                received.append(msg.value() or b"")
+    finally:
+        consumer.close()
+    assert received == [b"with a certificate"]
 
 
 def test_the_pipeline_runs_over_tls(

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,7 +41,7 @@ class KafkaSettings(BaseModel):
     raw_topic: str = Field("raw_iot_data", description="Envelopes from ingest and the bridge")
     decoded_topic: str = Field("decoded_iot_data", description="Decoded, enriched records")
     dead_letter_topic: str = Field("iot_dead_letter", description="Records that cannot be used")
-    # TLS to the brokers (docs/security.md); devstack's TLS listener is 127.0.0.1:19094.
+    # TLS to the brokers (docs/security.md); devstack: TLS 127.0.0.1:19094, mutual TLS :19095.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL"] = Field(
         "PLAINTEXT",
         description="PLAINTEXT or SSL (TLS; on by itself when kafka_ssl_ca_file is set)",
@@ -49,15 +49,34 @@ class KafkaSettings(BaseModel):
     kafka_ssl_ca_file: Path | None = Field(
         None, description="CA certificate(s) that signed the brokers' certificates (PEM)"
     )
+    # Mutual TLS: the client's certificate and key (e.g. a Strimzi KafkaUser's user.crt and
+    # user.key), for brokers that authenticate clients by certificate.
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS; needs kafka_ssl_key_file"
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        None, description="Client private key (PEM, unencrypted) for mutual TLS"
+    )
+
+    @model_validator(mode="after")
+    def _client_cert_needs_its_key(self) -> Self:
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("kafka_ssl_cert_file and kafka_ssl_key_file go together (mutual TLS)")
+        return self
 
     def kafka_security_config(self) -> dict[str, str]:
-        """librdkafka settings for TLS (none for PLAINTEXT): the protocol and the CA;
-        librdkafka verifies the broker's certificate and host name."""
+        """librdkafka settings for TLS (none for PLAINTEXT): the protocol, the CA and, for
+        mutual TLS, the client's certificate; librdkafka verifies the broker's certificate
+        and host name."""
         config: dict[str, str] = {}
-        if self.kafka_security_protocol == "SSL" or self.kafka_ssl_ca_file is not None:
+        tls_files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file)
+        if self.kafka_security_protocol == "SSL" or any(f is not None for f in tls_files):
             config["security.protocol"] = "ssl"
             if self.kafka_ssl_ca_file is not None:
                 config["ssl.ca.location"] = str(self.kafka_ssl_ca_file)
+            if self.kafka_ssl_cert_file is not None and self.kafka_ssl_key_file is not None:
+                config["ssl.certificate.location"] = str(self.kafka_ssl_cert_file)
+                config["ssl.key.location"] = str(self.kafka_ssl_key_file)
         return config
 
 
