@@ -24,7 +24,9 @@ kube_controller_manager_start() {
   # All default controllers; nodeipam stays idle (no --allocate-node-cidrs),
   # kwok hands out pod IPs itself. The QPS/burst/concurrency defaults
   # (20/30/5) make a 1000-pod rollout crawl, hence the raised values.
+  # Supervised like kube-scheduler (devstack/supervise.sh).
   start_process kube-controller-manager "$(log_file kube-controller-manager)" \
+    bash "$DEVSTACK_DIR/supervise.sh" kube-controller-manager \
     "$K8S_BIN_DIR/kube-controller-manager" \
     --bind-address=127.0.0.1 \
     --secure-port="$KUBE_CONTROLLER_MANAGER_PORT" \

@@ -32,7 +32,9 @@ leaderElection:
 YAML
   mv -f "$conf/config.yaml.tmp" "$conf/config.yaml"
   k8s_require kube-apiserver
-  start_process kube-scheduler "$(log_file kube-scheduler)" "$K8S_BIN_DIR/kube-scheduler" \
+  # Supervised: it exits on purpose when its cache is corrupted (devstack/supervise.sh).
+  start_process kube-scheduler "$(log_file kube-scheduler)" \
+    bash "$DEVSTACK_DIR/supervise.sh" kube-scheduler "$K8S_BIN_DIR/kube-scheduler" \
     --config="$conf/config.yaml" \
     --bind-address=127.0.0.1 \
     --secure-port="$KUBE_SCHEDULER_PORT" \
