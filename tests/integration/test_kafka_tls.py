@@ -61,6 +61,58 @@ def tls_topic(stack: dict[str, str]) -> Any:
     )
 
 
+def produce_one(
+    bootstrap: str, security: dict[str, str], topic: str, value: bytes
+) -> tuple[list[KafkaError], list[KafkaError]]:
+    """One record, waited for: (the client's errors, the delivery errors)."""
+    client_errors: list[KafkaError] = []
+    delivery_errors: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            delivery_errors.append(err)
+
+    producer = Producer(
+        producer_config(
+            bootstrap,
+            "test-tls",
+            **security,
+            **{"message.timeout.ms": 5000, "error_cb": client_errors.append},
+        )
+    )
+    producer.produce(topic, value=value, on_delivery=delivered)
+    producer.flush(15)
+    return client_errors, delivery_errors
+
+
+def read_topic(topic: str, security: dict[str, str], expected: int) -> list[bytes]:
+    """The topic's records over the TLS listener: waits for ``expected`` of them, then a
+    little longer, so that one too many shows."""
+    consumer = Consumer(
+        consumer_config(KAFKA_TLS, f"test-tls-{uuid.uuid4().hex[:8]}", "test-tls", **security)
+    )
+    consumer.subscribe([topic])
+    received: list[bytes] = []
+
+    def poll() -> None:
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            received.append(msg.value() or b"")
+
+    try:
+        wait_for(
+            lambda: poll() or len(received) >= expected,
+            30,
+            interval=0,
+            message=f"{expected} records over TLS",
+        )
+        for _ in range(2):
+            poll()
+    finally:
+        consumer.close()
+    return received
+
+
 def test_security_config_from_settings() -> None:
     assert BootstrapSettings().kafka_security_config() == {}
     assert tls_settings("x").kafka_security_config() == {
@@ -87,22 +139,7 @@ def test_produce_and_consume_over_tls(tls_topic: str) -> None:
     assert producer.flush(20) == 0
     assert errors == []
 
-    consumer = Consumer(
-        consumer_config(KAFKA_TLS, f"test-tls-{uuid.uuid4().hex[:8]}", "test-tls", **security)
-    )
-    consumer.subscribe([tls_topic])
-    received: list[bytes] = []
-    try:
-
-        def all_received() -> bool:
-            msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                received.append(msg.value() or b"")
-            return len(received) == len(sent)
-
-        wait_for(all_received, 30, interval=0, message="the 5 records over TLS")
-    finally:
-        consumer.close()
+    received = read_topic(tls_topic, security, len(sent))
     assert received == sent
 
 
@@ -112,24 +149,7 @@ def test_produce_and_consume_over_tls(tls_topic: str) -> None:
     ids=["tls-without-the-ca", "plaintext-to-the-tls-port"],
 )
 def test_without_the_ca_nothing_is_delivered(tls_topic: str, security: dict[str, str]) -> None:
-    client_errors: list[KafkaError] = []
-    delivery_errors: list[KafkaError] = []
-
-    def delivered(err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            delivery_errors.append(err)
-
-    producer = Producer(
-        producer_config(
-            KAFKA_TLS,
-            "test-tls-untrusted",
-            **security,
-            **{"message.timeout.ms": 5000, "error_cb": client_errors.append},
-        )
-    )
-    producer.produce(tls_topic, value=b"must not arrive", on_delivery=delivered)
-    producer.flush(15)
-
+    client_errors, delivery_errors = produce_one(KAFKA_TLS, security, tls_topic, b"must not arrive")
     assert len(delivery_errors) == 1  # timed out: never delivered
     assert delivery_errors[0].code() == KafkaError._MSG_TIMED_OUT
     reasons = " ".join(e.str() for e in client_errors)
@@ -165,57 +185,15 @@ def test_mutual_tls_admits_only_a_client_with_a_certificate(tls_topic: str) -> N
     ).kafka_security_config()
     assert with_cert["ssl.certificate.location"] == str(CLIENT_CERT)
 
-    def produce(security: dict[str, str], value: bytes) -> tuple[list[Any], list[Any]]:
-        client_errors: list[KafkaError] = []
-        delivery_errors: list[KafkaError] = []
-
-        def delivered(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                delivery_errors.append(err)
-
-        producer = Producer(
-            producer_config(
-                KAFKA_MTLS,
-                "test-mtls",
-                **security,
-                **{"message.timeout.ms": 5000, "error_cb": client_errors.append},
-            )
-        )
-        producer.produce(tls_topic, value=value, on_delivery=delivered)
-        producer.flush(15)
-        return client_errors, delivery_errors
-
-    _, failed = produce(with_cert, b"with a certificate")
+    _, failed = produce_one(KAFKA_MTLS, with_cert, tls_topic, b"with a certificate")
     assert failed == []
 
     ca_only = tls_settings("x", kafka_bootstrap_servers=KAFKA_MTLS).kafka_security_config()
-    client_errors, failed = produce(ca_only, b"must not arrive")
+    client_errors, failed = produce_one(KAFKA_MTLS, ca_only, tls_topic, b"must not arrive")
     assert [e.code() for e in failed] == [KafkaError._MSG_TIMED_OUT]
     reasons = " ".join(e.str() for e in client_errors)
     assert "SSL" in reasons or "Disconnected" in reasons, reasons
-
-    consumer = Consumer(
-        consumer_config(KAFKA_TLS, f"test-tls-{uuid.uuid4().hex[:8]}", "test-tls", **with_cert)
-    )
-    consumer.subscribe([tls_topic])
-    received: list[bytes] = []
-    try:
-
-        def one_received() -> bool:
-            msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                received.append(msg.value() or b"")
-            return bool(received)
-
-        wait_for(one_received, 30, interval=0, message="the record sent with a certificate")
-        # Anything the certificate-less producer sent would be right behind it.
-        for _ in range(3):
-            msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                received.append(msg.value() or b"")
-    finally:
-        consumer.close()
-    assert received == [b"with a certificate"]
+    assert read_topic(tls_topic, with_cert, 1) == [b"with a certificate"]
 
 
 def test_the_pipeline_runs_over_tls(
