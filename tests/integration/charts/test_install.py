@@ -208,11 +208,10 @@ def chart_operator(release: str, tmp_path_factory: pytest.TempPathFactory) -> It
     ).start(60)
     yield env
     api = client.CustomObjectsApi()
-    # Fleets go while the operator still runs, so it removes its own finalizer.
+    # Fleets go while the operator still runs, so it removes its own finalizer (a fleet a
+    # test deleted may be finishing just now: gone already is fine).
     for item in api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]:
-        api.delete_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, PLURAL, item["metadata"]["name"]
-        )
+        delete_fleet_once(item["metadata"]["name"])
     wait_for(
         lambda: not api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"],
         60,
