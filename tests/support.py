@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -38,10 +39,24 @@ DATABASE_URL = (
 MQTT_PORT = int(PORTS["MQTT_PORT"])
 
 
+# Ports handed to test processes come from below the kernel's ephemeral range (32768-60999
+# by default) and the NodePort range (30000-32767), and above devstack's (11883-19095): a
+# port the kernel picked (bind to 0) can be taken again as the local port of any outgoing
+# connection before the process binds it, which crashed a service with EADDRINUSE in CI.
+_TEST_PORTS = range(20000, 30000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on now, outside the ranges the kernel and devstack
+    hand out."""
+    for port in random.sample(_TEST_PORTS, 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_TEST_PORTS}")
 
 
 def port_open(host: str, port: int) -> bool:
