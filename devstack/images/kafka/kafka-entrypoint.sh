@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # kafka-entrypoint.sh [CMD...] - entrypoint of localhost/devicefleet/kafka (apache/kafka stand-in).
 #
-# With a CMD, runs it (e.g. kafka-topics.sh ...). Without, like upstream's /etc/kafka/docker/run:
-#   1. server.properties from the environment: every KAFKA_<NAME> variable (except the JVM/script
+# With a CMD, runs it (e.g. kafka-topics.sh ...). Without, like upstream's /etc/kafka/docker/run,
+# writing only to /opt/kafka/config, /opt/kafka/logs, /tmp and the log dirs:
+#   1. the log4j configs copied from /etc/kafka/docker into /opt/kafka/config, which must be
+#      writable (an emptyDir there when the root filesystem is read-only).
+#      server.properties from the environment: every KAFKA_<NAME> variable (except the JVM/script
 #      settings below) becomes a property, NAME lower-cased with "___" -> "-", "__" -> "_" and
 #      "_" -> "." (KAFKA_LOG_DIRS -> log.dirs). No such variable: the image's KRaft single-node
-#      default (config/kraft-default.properties, CLUSTER_ID defaulting like upstream's).
+#      default (/etc/kafka/docker/server.properties, CLUSTER_ID defaulting like upstream's).
 #   2. the log dirs formatted with CLUSTER_ID unless already formatted (--ignore-formatted).
 #   3. the broker exec'd in the foreground (log4j to stdout).
 # JVM/script settings as in kafka-run-class.sh: KAFKA_HEAP_OPTS (default -Xmx1G -Xms1G),
@@ -33,11 +36,12 @@ if [[ $# -gt 0 ]]; then
   exec "$@"
 fi
 
-# The config dir is the image's (uid 1000); another uid writes to a temporary one.
+DEFAULTS_DIR=/etc/kafka/docker
 if [[ ! -w "$CONFIG_DIR" ]]; then
-  CONFIG_DIR="$(mktemp -d)"
-  cp "$KAFKA_DIR"/config/*.properties "$CONFIG_DIR/"
+  say "$CONFIG_DIR is not writable by uid $(id -u): run as uid 1000, or mount a volume there"
+  exit 1
 fi
+cp -f "$DEFAULTS_DIR/log4j.properties" "$DEFAULTS_DIR/tools-log4j.properties" "$CONFIG_DIR/"
 props="$CONFIG_DIR/server.properties"
 
 # property_name VAR: KAFKA_FOO_BAR -> foo.bar, ___ -> -, __ -> _.
@@ -66,7 +70,7 @@ if [[ ${#generated[@]} -gt 0 ]]; then
   mv -f "$props.tmp" "$props"
 else
   say "no KAFKA_* settings: using the default single-node KRaft config"
-  cp -f "$CONFIG_DIR/kraft-default.properties" "$props"
+  cp -f "$DEFAULTS_DIR/server.properties" "$props"
   : "${CLUSTER_ID:=$DEFAULT_CLUSTER_ID}"
 fi
 

@@ -99,8 +99,7 @@ def test_every_pod_is_hardened() -> None:
             assert ctx["allowPrivilegeEscalation"] is False, name
             assert ctx["capabilities"]["drop"] == ["ALL"], name
             assert container["resources"]["requests"], name
-            # Kafka's image writes its config at start; everything else is read-only.
-            assert ctx["readOnlyRootFilesystem"] is ("kafka" not in name), name
+            assert ctx["readOnlyRootFilesystem"] is True, name
         assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == "devicefleet"
 
 
