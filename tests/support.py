@@ -44,18 +44,25 @@ MQTT_PORT = int(PORTS["MQTT_PORT"])
 # port the kernel picked (bind to 0) can be taken again as the local port of any outgoing
 # connection before the process binds it, which crashed a service with EADDRINUSE in CI.
 _TEST_PORTS = range(20000, 30000)
+# Never the same port twice per session: two ports picked before either is bound (a service's
+# metrics and liveness ports) would otherwise collide now and then; one did, and the liveness
+# probe got its 200 from the metrics server while the operator died of EADDRINUSE.
+_handed_out: set[int] = set()
 
 
 def free_port() -> int:
     """A loopback port nothing listens on now, outside the ranges the kernel and devstack
-    hand out."""
-    for port in random.sample(_TEST_PORTS, 200):
+    hand out, and not handed out before in this session."""
+    for port in random.sample(_TEST_PORTS, min(200, len(_TEST_PORTS))):
+        if port in _handed_out:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     raise RuntimeError(f"no free port in {_TEST_PORTS}")
 
 
