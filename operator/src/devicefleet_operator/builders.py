@@ -10,6 +10,7 @@ from typing import Any
 
 from devicefleet_operator.constants import (
     CREDENTIAL_ENV,
+    CREDENTIALS_REVISION_ANNOTATION,
     LABEL_FLEET,
     LABEL_NAME,
     MQTT_CA_KEY,
@@ -120,9 +121,11 @@ def build_statefulset(
     config: Settings,
     credential_keys: Sequence[str] = (),
     mqtt_ca: bool = False,
+    credentials_revision: str | None = None,
 ) -> dict[str, Any]:
     """``mqtt_ca``: the fleet's credentials Secret holds the broker's CA (MQTT_CA_KEY); the
-    pods mount it and connect by TLS."""
+    pods mount it and connect by TLS. ``credentials_revision``: the digest of that Secret's
+    values (credentials.credentials_revision), on the pod template so new values roll the pods."""
     labels = fleet_labels(name)
     probe = {"httpGet": {"path": "/health", "port": STATUS_PORT_NAME}, "periodSeconds": 5}
     pod_spec: dict[str, Any] = {
@@ -183,6 +186,10 @@ def build_statefulset(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+    if credentials_revision is not None:
+        body["spec"]["template"]["metadata"]["annotations"] = {
+            CREDENTIALS_REVISION_ANNOTATION: credentials_revision
+        }
     body["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(body)}
     return body
 

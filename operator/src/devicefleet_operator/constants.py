@@ -13,6 +13,9 @@ FIELD_MANAGER = "devicefleet-operator"
 # Annotations: where kopf keeps its bookkeeping, and the hash of what we last applied.
 ANNOTATION_PREFIX = GROUP
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
+# On the simulators' pod template: a digest of the fleet's credentials, so a rotated key or CA
+# rolls the pods (they read them from env and files only at start).
+CREDENTIALS_REVISION_ANNOTATION = f"{GROUP}/credentials-revision"
 
 LABEL_FLEET = f"{GROUP}/fleet"
 LABEL_NAME = "app.kubernetes.io/name"

@@ -9,6 +9,9 @@ never in a DeviceFleet spec, a pod spec or a log line.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,24 @@ def _read_ca(path: Path) -> str:
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise ValueError(f"the simulators' MQTT CA {path} holds no PEM certificate")
     return text
+
+
+def fleet_credentials(namespace: str, name: str, config: Settings) -> dict[str, Any] | None:
+    """The fleet's credentials Secret under this operator's settings; None when it has neither
+    signing keys nor a CA for the fleets (the pods then get no Secret at all)."""
+    keys = signing_keys(config)
+    ca = simulator_mqtt_ca(config)
+    if not keys.credential_keys() and ca is None:
+        return None
+    return build_secret(namespace, name, keys, ca)
+
+
+def credentials_revision(secret: Mapping[str, Any]) -> str:
+    """A digest of the Secret's values for the pods' template: it changes when a signing key
+    or the CA is rotated, which rolls the pods onto the new values. One-way and truncated, it
+    tells that the credentials changed, nothing of what they are."""
+    data = json.dumps(secret["stringData"], sort_keys=True).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def build_secret(

@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devicefleet_common.credentials import token_fleet
 from devicefleet_operator.builders import build_statefulset
+from devicefleet_operator.constants import CREDENTIALS_REVISION_ANNOTATION
 from devicefleet_operator.credentials import (
     SigningKeys,
     build_secret,
+    credentials_revision,
     signing_keys,
     simulator_mqtt_ca,
 )
@@ -56,6 +59,47 @@ def test_without_keys_nothing_changes() -> None:
     assert plain == build_statefulset(
         "ns", "trucks", SPEC, Settings(), SigningKeys().credential_keys()
     )
+
+
+def test_a_rotated_key_or_ca_rolls_the_fleets_pods() -> None:
+    """Env from secretKeyRef is read at a container's start: new credentials need new pods."""
+
+    def template(secret: dict[str, Any]) -> dict[str, Any]:
+        keys = ("ingest-token", "mqtt-username", "mqtt-password")
+        sts = build_statefulset(
+            "ns",
+            "trucks",
+            SPEC,
+            Settings(),
+            keys,
+            credentials_revision=credentials_revision(secret),
+        )
+        return sts["spec"]["template"]
+
+    current = build_secret("ns", "trucks", SigningKeys(INGEST_KEY, MQTT_KEY))
+    revision = template(current)["metadata"]["annotations"][CREDENTIALS_REVISION_ANNOTATION]
+    # Same keys, same template: a reconcile alone never restarts a pod.
+    assert template(build_secret("ns", "trucks", SigningKeys(INGEST_KEY, MQTT_KEY))) == template(
+        current
+    )
+    rotated = [
+        SigningKeys(b"j" * 32, MQTT_KEY),
+        SigningKeys(INGEST_KEY, b"n" * 32),
+    ]
+    revisions = {revision}
+    for keys in rotated:
+        revisions.add(credentials_revision(build_secret("ns", "trucks", keys)))
+    revisions.add(
+        credentials_revision(build_secret("ns", "trucks", SigningKeys(INGEST_KEY, MQTT_KEY), CA))
+    )
+    assert len(revisions) == 4
+    # Each fleet has its own credentials, so its own revision.
+    assert (
+        credentials_revision(build_secret("ns", "loaders", SigningKeys(INGEST_KEY, MQTT_KEY)))
+        not in revisions
+    )
+    # A digest, not the credentials.
+    assert all(value not in revision for value in current["stringData"].values())
 
 
 def test_signing_keys_come_from_the_configured_files(tmp_path: Path) -> None:

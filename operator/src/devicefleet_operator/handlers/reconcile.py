@@ -17,7 +17,8 @@ from devicefleet_operator.builders import build_service, build_statefulset
 from devicefleet_operator.constants import FIELD_MANAGER, SPEC_HASH_ANNOTATION
 from devicefleet_operator.credentials import (
     apply_secret,
-    build_secret,
+    credentials_revision,
+    fleet_credentials,
     signing_keys,
     simulator_mqtt_ca,
 )
@@ -138,6 +139,7 @@ def reconcile_children(
     (``None`` = absent), so an up-to-date fleet costs no API call at all."""
     started = time.perf_counter()
     service = build_service(namespace, name)
+    secret = fleet_credentials(namespace, name, config)
     statefulset = build_statefulset(
         namespace,
         name,
@@ -145,6 +147,7 @@ def reconcile_children(
         config,
         signing_keys(config).credential_keys(),
         mqtt_ca=simulator_mqtt_ca(config) is not None,
+        credentials_revision=credentials_revision(secret) if secret else None,
     )
     for child in (service, statefulset):
         kopf.adopt(child, owner=body)
@@ -173,11 +176,9 @@ def reconcile_children(
 def reconcile_credentials(namespace: str, name: str, body: kopf.Body, config: Settings) -> str:
     """Write the fleet's credentials Secret (owned by the fleet, so deleted with it) before
     its pods need it; "none" when the operator has no signing keys."""
-    keys = signing_keys(config)
-    ca = simulator_mqtt_ca(config)
-    if not keys.credential_keys() and ca is None:
+    secret = fleet_credentials(namespace, name, config)
+    if secret is None:
         return "none"
-    secret = build_secret(namespace, name, keys, ca)
     kopf.adopt(secret, owner=body)
     try:
         return apply_secret(_api()[1], secret)
