@@ -89,7 +89,13 @@ GLOBAL = obj(
                         "bridgeUsername": {"type": "string", "minLength": 1},
                     }
                 ),
-                "tls": obj({"caSecret": STRING, "caKey": {"type": "string", "minLength": 1}}),
+                "tls": obj(
+                    {
+                        "caSecret": STRING,
+                        "caKey": {"type": "string", "minLength": 1},
+                        "selfSignedCA": BOOL,
+                    }
+                ),
             }
         ),
         "database": obj(

@@ -86,7 +86,10 @@ class Client:
         tls: bool = False,
         protocol: int = mqtt.MQTTv5,
         host: str = "127.0.0.1",
+        check_hostname: bool = True,
     ) -> None:
+        """``check_hostname`` False: the certificate chain is still verified (a broker reached
+        by an IP its certificate does not name, the test having checked the name itself)."""
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"sec-test-{uuid.uuid4().hex[:10]}",
@@ -96,6 +99,7 @@ class Client:
             self._client.username_pw_set(username, password)
         if tls or ca_file is not None:
             self._client.tls_set(ca_certs=str(ca_file) if ca_file else None)
+            self._client.tls_insecure_set(not check_hostname)
         self._host = host
         self._port = port
         self._cond = threading.Condition()

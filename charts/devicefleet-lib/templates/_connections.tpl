@@ -34,19 +34,35 @@ global.mqtt.auth.existingSecret names your own.
 {{- end -}}
 
 {{/*
-The broker's CA as a file (global.mqtt.tls.caSecret): a pod volume and its mount at
-/etc/devicefleet/mqtt-tls (read-only); the file is /etc/devicefleet/mqtt-tls/ca.crt. Returns
-YAML {volume, mount}; empty without a caSecret.
+The quickstart Mosquitto's certificate and the CA that signed it (global.mqtt.tls.selfSignedCA):
+a kubernetes.io/tls Secret with ca.crt, tls.crt and tls.key, made by the umbrella chart.
+*/}}
+{{- define "devicefleet.mqttTlsSecretName" -}}
+{{- printf "%s-mqtt-tls" .Release.Name -}}
+{{- end -}}
+
+{{/*
+The broker's CA as a file (global.mqtt.tls.caSecret, or the umbrella's own CA with
+global.mqtt.tls.selfSignedCA): a pod volume and its mount at /etc/devicefleet/mqtt-tls
+(read-only); the file is /etc/devicefleet/mqtt-tls/ca.crt. Returns YAML {volume, mount};
+empty without TLS to the broker.
 */}}
 {{- define "devicefleet.mqttCaVolume" -}}
-{{- with .Values.global.mqtt.tls.caSecret }}
+{{- $tls := .Values.global.mqtt.tls }}
+{{- $secret := $tls.caSecret }}
+{{- $key := $tls.caKey }}
+{{- if and (not $secret) $tls.selfSignedCA }}
+{{- $secret = include "devicefleet.mqttTlsSecretName" . }}
+{{- $key = "ca.crt" }}
+{{- end }}
+{{- with $secret }}
 volume:
   name: mqtt-ca
   secret:
     secretName: {{ . }}
     defaultMode: 0444
     items:
-      - key: {{ $.Values.global.mqtt.tls.caKey }}
+      - key: {{ $key }}
         path: ca.crt
 mount:
   name: mqtt-ca

@@ -3,8 +3,11 @@ hardening every pod must have, and server-side validation by the real API server
 
 from __future__ import annotations
 
+import base64
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -257,7 +260,68 @@ def test_mqtt_tls_with_your_own_brokers_ca() -> None:
         "template", "x", str(UMBRELLA), "--set", "global.mqtt.tls.caSecret=mqtt-ca", check=False
     )
     assert refused.returncode != 0
-    assert "quickstart Mosquitto has none" in refused.stderr
+    assert "set global.mqtt.tls.selfSignedCA=true" in refused.stderr
+
+
+def test_quickstart_mqtt_tls_with_the_releases_own_ca(tmp_path: Path) -> None:
+    """global.mqtt.tls.selfSignedCA: the chart makes a CA and the broker's certificate for its
+    Service's names; the quickstart Mosquitto's one listener speaks TLS with it, and the
+    bridge and the operator (for itself and the fleets' pods) trust that CA."""
+    docs = render("devicefleet", "--set", "global.mqtt.tls.selfSignedCA=true,global.mqtt.port=8883")
+    secret = named(docs, "Secret", "devicefleet-mqtt-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    for key in ("ca.crt", "tls.crt", "tls.key"):
+        (tmp_path / key).write_bytes(base64.b64decode(secret["data"][key]))
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", tmp_path / "ca.crt", tmp_path / "tls.crt"],
+        capture_output=True,
+        text=True,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    names = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", tmp_path / "tls.crt"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sans = {part.strip() for part in names.splitlines()[1].split(",")}
+    assert sans == {
+        "DNS:devicefleet-mosquitto",
+        "DNS:devicefleet-mosquitto.default",
+        "DNS:devicefleet-mosquitto.default.svc",
+        "DNS:devicefleet-mosquitto.default.svc.cluster.local",
+    }, names
+    config = named(docs, "ConfigMap", "devicefleet-mosquitto")["data"]["mosquitto.conf"]
+    assert config.splitlines()[:4] == [
+        "listener 8883",
+        "cafile /mosquitto/tls/ca.crt",
+        "certfile /mosquitto/tls/tls.crt",
+        "keyfile /mosquitto/tls/tls.key",
+    ]
+    broker = named(docs, "Deployment", "devicefleet-mosquitto")["spec"]["template"]["spec"]
+    assert broker["containers"][0]["ports"] == [{"name": "mqtt", "containerPort": 8883}]
+    [tls_volume] = [v for v in broker["volumes"] if v["name"] == "tls"]
+    assert tls_volume["secret"]["secretName"] == "devicefleet-mqtt-tls"
+    service = named(docs, "Service", "devicefleet-mosquitto")
+    assert service["spec"]["ports"][0]["port"] == 8883
+    env = first_container_env(docs)
+    assert env["BRIDGE_MQTT_PORT"]["value"] == "8883"
+    assert env["OPERATOR_MQTT_PORT"]["value"] == "8883"
+    for component in ("devicefleet-bridge", "devicefleet-operator"):
+        pod = named(docs, "Deployment", component)["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "mqtt-ca"]
+        assert volume["secret"]["secretName"] == "devicefleet-mqtt-tls"
+        assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    for extra, message in (
+        ("mosquitto.enabled=false,global.mqtt.auth.existingSecret=u", "is for the quickstart"),
+        ("global.mqtt.tls.caSecret=mqtt-ca", "mqtt.tls.caSecret"),
+    ):
+        refused = helm(
+            "template", "x", str(UMBRELLA), "--set",
+            f"global.mqtt.tls.selfSignedCA=true,{extra}", check=False,
+        )  # fmt: skip
+        assert refused.returncode != 0, extra
+        assert message in refused.stderr, refused.stderr
 
 
 @pytest.fixture(scope="module")

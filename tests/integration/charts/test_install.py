@@ -358,15 +358,24 @@ def test_chart_operator_writes_fleet_tokens_signed_with_the_release_key(
     assert token not in json.dumps(client.ApiClient().sanitize_for_serialization(sts))
 
     # An upgrade keeps the keys and the broker users (read back with lookup), so every
-    # fleet's token and the bridge's login stay valid.
+    # fleet's token and the bridge's login stay valid. This one also turns on the broker's
+    # TLS with the release's own CA, which the next upgrade keeps too.
     users = core.read_namespaced_secret(f"{release}-mqtt-users", NAMESPACE).data
     helm(
         "upgrade", release, str(UMBRELLA), "-n", NAMESPACE, "--reuse-values",
+        "--set", "global.mqtt.tls.selfSignedCA=true,global.mqtt.port=8883",
         "--wait", "--timeout", "5m",
     )  # fmt: skip
     assert wait_for(lambda: release_signing_keys(release), 30, message="the keys") == keys
     kept = core.read_namespaced_secret(f"{release}-mqtt-users", NAMESPACE).data
     assert kept == users
+    tls = core.read_namespaced_secret(f"{release}-mqtt-tls", NAMESPACE).data
+    assert set(tls) == {"ca.crt", "tls.crt", "tls.key"}
+    helm(
+        "upgrade", release, str(UMBRELLA), "-n", NAMESPACE, "--reuse-values",
+        "--wait", "--timeout", "5m",
+    )  # fmt: skip
+    assert core.read_namespaced_secret(f"{release}-mqtt-tls", NAMESPACE).data == tls
 
     wait_for(lambda: delete_fleet_once(name), 30, message=f"fleet {name} deleted")
     wait_for(lambda: secret() is None, 90, message=f"{secret_name} garbage-collected")

@@ -1,6 +1,7 @@
 """End to end through Kubernetes on the real node: `helm install` of the umbrella chart (every
 component and the quickstart Kafka, Mosquitto and PostgreSQL in pods of the locally built
-images), fleets of every profile over MQTT and HTTP, rows in the database; then an ingest
+images; MQTT over TLS with the chart's own CA), fleets of every profile over MQTT and HTTP,
+rows in the database; then an ingest
 outage that opens the HTTP fleets' breakers in `kubectl get devicefleet`, and a recovery after
 which every buffered message is stored exactly once."""
 
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,6 +57,7 @@ FLEETS = {
     "sensors": ("generic", "http", 4, 4),
     "controllers": ("f2", "mqtt", 4, 4),
 }
+MQTT_TLS_PORT = 8883
 BREAKER_COLUMN = re.compile(r"\b(\d+)/(\d+)/(\d+)\b")
 HTTP_FLEETS = [name for name, (_, transport, _, _) in FLEETS.items() if transport == "http"]
 
@@ -65,7 +70,13 @@ def release(real_node: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
     values.write_text(
         yaml.safe_dump(
             {
-                "global": {"environment": "test", "nodeSelector": REAL_NODE},
+                "global": {
+                    "environment": "test",
+                    "nodeSelector": REAL_NODE,
+                    # The broker's one listener speaks TLS: the bridge, the operator and the
+                    # fleets' pods verify its certificate against the release's CA.
+                    "mqtt": {"port": MQTT_TLS_PORT, "tls": {"selfSignedCA": True}},
+                },
                 "operator": {"watchNamespaces": [NAMESPACE]},
                 "ingest": {"service": {"type": "ClusterIP", "nodePort": None}},
                 "mosquitto": {"service": {"type": "ClusterIP", "nodePort": None}},
@@ -98,13 +109,18 @@ def release(real_node: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
         delete_namespace(NAMESPACE)
 
 
+def secret_data(name: str) -> dict[str, bytes]:
+    """A Secret of the release, decoded."""
+    data = client.CoreV1Api().read_namespaced_secret(name, NAMESPACE).data
+    return {key: base64.b64decode(value) for key, value in data.items()}
+
+
 @pytest.fixture(scope="module")
 def database(release: str) -> Iterator[psycopg.Connection[Any]]:
     """The quickstart PostgreSQL pod, through its Service's ClusterIP (kube-proxy's rules on
     this machine), with the credentials of the release's Secret."""
     core = client.CoreV1Api()
-    secret = core.read_namespaced_secret(f"{RELEASE}-database", NAMESPACE).data
-    field = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    field = {k: v.decode() for k, v in secret_data(f"{RELEASE}-database").items()}
     service = core.read_namespaced_service(f"{RELEASE}-postgresql", NAMESPACE)
     with psycopg.connect(
         host=service.spec.cluster_ip,
@@ -196,22 +212,45 @@ def test_rows_from_every_fleet_within_60_seconds(
 
 
 def test_quickstart_broker_admits_each_fleet_only_to_its_own_topics(
-    fleets: dict[str, str], database: psycopg.Connection[Any]
+    fleets: dict[str, str], database: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
     """The chart's Mosquitto pod with authentication (its init container made the admin and
-    the bridge; the operator pod registered the fleets): no anonymous client, and an MQTT
-    fleet's own credentials cannot publish as another fleet's device. Its own devices' rows
-    arrived through the bridge (the rows test), so its login and the bridge's work."""
+    the bridge; the operator pod registered the fleets) and TLS with the release's CA: its
+    certificate names the Service, no anonymous client, and an MQTT fleet's own credentials
+    cannot publish as another fleet's device. Its own devices' rows arrived through the
+    bridge (the rows test), so its login, the bridge's, and both TLS handshakes work."""
     host = client.CoreV1Api().read_namespaced_service(f"{RELEASE}-mosquitto", NAMESPACE)
     broker = host.spec.cluster_ip
-    anonymous = Client(None, None, port=1883, host=broker)
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(secret_data(f"{RELEASE}-mqtt-tls")["ca.crt"])
+    # The name the pods use (in the release's namespace) and its FQDN, by the broker's IP.
+    context = ssl.create_default_context(cafile=str(ca))
+    for name in (f"{RELEASE}-mosquitto", f"{RELEASE}-mosquitto.{NAMESPACE}.svc.cluster.local"):
+        with (
+            socket.create_connection((broker, MQTT_TLS_PORT), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=name) as tls,
+        ):
+            assert tls.version() in ("TLSv1.2", "TLSv1.3"), name
+    untrusted = ssl.create_default_context()
+    with (
+        pytest.raises(ssl.SSLCertVerificationError),
+        socket.create_connection((broker, MQTT_TLS_PORT), timeout=10) as raw,
+    ):
+        untrusted.wrap_socket(raw, server_hostname=f"{RELEASE}-mosquitto")
+
+    def tls_client(username: str | None, password: str | None) -> Client:
+        return Client(
+            username, password, MQTT_TLS_PORT, ca_file=ca, host=broker, check_hostname=False
+        )
+
+    anonymous = tls_client(None, None)
     try:
         assert anonymous.connect() in REFUSED_LOGIN
     finally:
         anonymous.close()
     username, password = secret_credentials(NAMESPACE, "controllers")
     assert username == fleets["controllers"]
-    session = Client(username, password, port=1883, host=broker)
+    session = tls_client(username, password)
     try:
         assert session.connect() == 0
         # A device of the HTTP trucks fleet: the broker refuses it, nothing reaches the bridge.
