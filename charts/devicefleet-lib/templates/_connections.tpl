@@ -8,8 +8,9 @@ Secret "<release>-database").
 {{- .Values.global.kafka.bootstrapServers | default (printf "%s-kafka:9092" .Release.Name) -}}
 {{- end -}}
 
+{{- /* Qualified: the operator hands it to fleets' pods in other namespaces. */}}
 {{- define "devicefleet.mqttHost" -}}
-{{- .Values.global.mqtt.host | default (printf "%s-mosquitto" .Release.Name) -}}
+{{- .Values.global.mqtt.host | default (printf "%s-mosquitto.%s.svc" .Release.Name .Release.Namespace) -}}
 {{- end -}}
 
 {{- define "devicefleet.databaseSecretName" -}}

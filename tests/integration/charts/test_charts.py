@@ -141,7 +141,8 @@ def test_services_find_each_other_by_release() -> None:
     assert env[("devicefleet-operator", "OPERATOR_INGEST_URL")] == (
         "http://devicefleet-ingest.iot.svc:8080"
     )
-    assert env[("devicefleet-operator", "OPERATOR_MQTT_HOST")] == "devicefleet-mosquitto"
+    # Qualified names: the operator hands both to fleets' pods in other namespaces.
+    assert env[("devicefleet-operator", "OPERATOR_MQTT_HOST")] == "devicefleet-mosquitto.iot.svc"
     assert env[("devicefleet-bridge", "BRIDGE_KAFKA_BOOTSTRAP_SERVERS")] == "devicefleet-kafka:9092"
     external = {
         (doc["metadata"]["name"], e["name"]): e.get("value")

@@ -43,6 +43,8 @@ RUN = uuid.uuid4().hex[:6]
 RELEASE = "e2e"
 # devicefleet-test-*: outside what the `make up` release's operator watches.
 NAMESPACE = f"devicefleet-test-e2e-{RUN}"
+# Fleets outside the release's namespace: what watchNamespaces is for.
+OTHER_NAMESPACE = f"devicefleet-test-e2e-{RUN}-other"
 UMBRELLA = REPO / "charts" / "devicefleet"
 
 # Fast breakers so an outage shows within seconds: 3 failed attempts open it, probe after 5 s.
@@ -64,7 +66,8 @@ HTTP_FLEETS = [name for name, (_, transport, _, _) in FLEETS.items() if transpor
 
 @pytest.fixture(scope="module")
 def release(real_node: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client.CoreV1Api().create_namespace({"metadata": {"name": NAMESPACE}})
+    for namespace in (NAMESPACE, OTHER_NAMESPACE):
+        client.CoreV1Api().create_namespace({"metadata": {"name": namespace}})
     values = tmp_path_factory.mktemp("helm") / "values.yaml"
     # ClusterIP Services: the NodePorts of values-local.yaml belong to the `make up` release.
     values.write_text(
@@ -77,7 +80,7 @@ def release(real_node: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
                     # fleets' pods verify its certificate against the release's CA.
                     "mqtt": {"port": MQTT_TLS_PORT, "tls": {"selfSignedCA": True}},
                 },
-                "operator": {"watchNamespaces": [NAMESPACE]},
+                "operator": {"watchNamespaces": [NAMESPACE, OTHER_NAMESPACE]},
                 "ingest": {"service": {"type": "ClusterIP", "nodePort": None}},
                 "mosquitto": {"service": {"type": "ClusterIP", "nodePort": None}},
                 "nodeSelector": REAL_NODE,
@@ -92,20 +95,26 @@ def release(real_node: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
         yield RELEASE
     finally:
         api = client.CustomObjectsApi()
-        for item in api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]:
-            api.delete_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, PLURAL, item["metadata"]["name"]
+
+        def fleets_left(namespace: str) -> list[Any]:
+            return list(
+                api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
             )
+
+        for namespace in (NAMESPACE, OTHER_NAMESPACE):
+            for item in fleets_left(namespace):
+                api.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, item["metadata"]["name"]
+                )
         # The release's operator holds the fleets' finalizers: uninstalling it before it has
         # let go would leave the namespace terminating for ever.
         wait_for(
-            lambda: (
-                not api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]
-            ),
+            lambda: not fleets_left(NAMESPACE) and not fleets_left(OTHER_NAMESPACE),
             60,
             message="the operator to finalize the deleted fleets",
         )
         helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m", check=False)
+        delete_namespace(OTHER_NAMESPACE)
         delete_namespace(NAMESPACE)
 
 
@@ -209,6 +218,28 @@ def test_rows_from_every_fleet_within_60_seconds(
             interval=1,
             message=f"{name}: {pods}/{pods} pods ready in the DeviceFleet status",
         )
+
+
+def test_a_fleet_in_another_namespace_delivers_over_mqtt(
+    fleets: dict[str, str], database: psycopg.Connection[Any]
+) -> None:
+    """A fleet in a namespace of its own: the operator writes its credentials there and
+    registers it in the broker, its pods find the broker by the release's qualified name (and
+    verify its certificate for it), and every device's rows arrive."""
+    create_fleet(
+        OTHER_NAMESPACE, "remote", profile="generic", transport="mqtt", devices=2,
+        devicesPerPod=2, publishInterval="500ms", resilience=RESILIENCE,
+    )  # fmt: skip
+    remote = fleet_id(OTHER_NAMESPACE, "remote")
+    wait_for(
+        lambda: devices_with_rows(database, remote) == 2,
+        90,
+        interval=1,
+        message="rows from both devices of the fleet in another namespace",
+    )
+    sts = client.AppsV1Api().read_namespaced_stateful_set("remote-sim", OTHER_NAMESPACE)
+    env = {e.name: e.value for e in sts.spec.template.spec.containers[0].env}
+    assert env["SIMULATOR_MQTT_HOST"] == f"{RELEASE}-mosquitto.{NAMESPACE}.svc"
 
 
 def test_quickstart_broker_admits_each_fleet_only_to_its_own_topics(
