@@ -22,6 +22,7 @@ from devicefleet_common.metrics import serve_metrics
 from devicefleet_operator.builders import fleet_id
 from devicefleet_operator.constants import (
     ANNOTATION_PREFIX,
+    CREDENTIALS_REVISION_ANNOTATION,
     GROUP,
     LABEL_FLEET,
     LABEL_NAME,
@@ -103,10 +104,14 @@ def statefulsets(
     namespace: str, labels: kopf.Labels, annotations: kopf.Annotations, spec: kopf.Spec, **_: Any
 ) -> dict[Any, Any]:
     """Live simulator StatefulSets by fleet."""
+    template = (spec.get("template") or {}).get("metadata") or {}
     return {
         (namespace, labels[LABEL_FLEET]): {
             "annotations": dict(annotations),
             "replicas": spec.get("replicas"),
+            "credentials_revision": (template.get("annotations") or {}).get(
+                CREDENTIALS_REVISION_ANNOTATION
+            ),
         }
     }
 

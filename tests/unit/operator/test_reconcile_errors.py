@@ -1,4 +1,5 @@
-"""How reconcile treats API errors and children it finds but did not index (pure parts)."""
+"""How reconcile treats API errors, children it finds but did not index, and new credentials
+(pure parts)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from devicefleet_operator.handlers.reconcile import owned_by_same, retry_delay
+from devicefleet_operator.handlers.reconcile import (
+    owned_by_same,
+    retry_delay,
+    rolls_onto_new_credentials,
+)
 
 
 @pytest.mark.parametrize(
@@ -32,3 +37,15 @@ def test_owned_by_same_compares_owner_uids() -> None:
     assert not owned_by_same(desired, [SimpleNamespace(uid="someone-else")])
     assert not owned_by_same(desired, [])
     assert not owned_by_same({"metadata": {}}, [SimpleNamespace(uid="fleet-uid")])
+
+
+def test_the_secret_is_written_before_a_roll_onto_new_credentials() -> None:
+    live = {"annotations": {}, "replicas": 2, "credentials_revision": "old"}
+    assert rolls_onto_new_credentials("new", live)
+    # An operator without the annotation before (an upgrade) writes it once too.
+    assert rolls_onto_new_credentials("new", live | {"credentials_revision": None})
+    assert not rolls_onto_new_credentials("old", live)
+    # A StatefulSet to create (a new fleet, or one deleted by hand while the key rotated).
+    assert rolls_onto_new_credentials("new", None)
+    # No credentials at all.
+    assert not rolls_onto_new_credentials(None, live)

@@ -126,6 +126,16 @@ def _apply(
     return "updated"
 
 
+def rolls_onto_new_credentials(revision: str | None, live: Mapping[str, Any] | None) -> bool:
+    """Whether applying the StatefulSet starts pods with credentials it has not run with (a
+    new StatefulSet, or a roll onto new ones). The Secret is then written first, so no pod
+    starts with old values: kopf runs the observe timer beside the create and resume handlers,
+    so after a restart with a rotated key it can get here before they have rewritten it."""
+    if revision is None:
+        return False
+    return live is None or live.get("credentials_revision") != revision
+
+
 def reconcile_children(
     namespace: str,
     name: str,
@@ -140,6 +150,7 @@ def reconcile_children(
     started = time.perf_counter()
     service = build_service(namespace, name)
     secret = fleet_credentials(namespace, name, config)
+    revision = credentials_revision(secret) if secret else None
     statefulset = build_statefulset(
         namespace,
         name,
@@ -147,8 +158,10 @@ def reconcile_children(
         config,
         signing_keys(config).credential_keys(),
         mqtt_ca=simulator_mqtt_ca(config) is not None,
-        credentials_revision=credentials_revision(secret) if secret else None,
+        credentials_revision=revision,
     )
+    if rolls_onto_new_credentials(revision, live_statefulset):
+        reconcile_credentials(namespace, name, body, config)
     for child in (service, statefulset):
         kopf.adopt(child, owner=body)
     try:
