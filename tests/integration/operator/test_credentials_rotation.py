@@ -147,3 +147,8 @@ def test_a_rotated_key_rewrites_the_secret_and_rolls_the_pods(
         return state if state and state[0] != revision and not state[1] & pods else None
 
     wait_for(new_pods, 120, message="every pod replaced after the rotation")
+    # No new pod before the Secret held the new values (env is read when a container starts).
+    secret = client.CoreV1Api().read_namespaced_secret("sensors-sim-credentials", namespace)
+    written = max(field.time for field in secret.metadata.managed_fields)
+    for pod in fleet_pods(namespace, "sensors"):
+        assert pod.metadata.creation_timestamp >= written, (pod.metadata.name, written)
