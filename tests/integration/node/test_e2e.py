@@ -1,9 +1,9 @@
 """End to end through Kubernetes on the real node: `helm install` of the umbrella chart (every
 component and the quickstart Kafka, Mosquitto and PostgreSQL in pods of the locally built
-images; MQTT over TLS with the chart's own CA), fleets of every profile over MQTT and HTTP,
-rows in the database; then an ingest
-outage that opens the HTTP fleets' breakers in `kubectl get devicefleet`, and a recovery after
-which every buffered message is stored exactly once."""
+images; MQTT over TLS with the chart's own CA), fleets of every profile over MQTT and HTTP
+(one in another namespace), rows in the database; then an ingest outage that opens the HTTP
+fleets' breakers in `kubectl get devicefleet`, and a recovery after which every buffered
+message is stored exactly once."""
 
 from __future__ import annotations
 
