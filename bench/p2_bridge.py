@@ -112,7 +112,7 @@ def _bridge(port: int, count: int, scratch: Path, log_dir: Path, rid: str) -> fl
     watermarks = watermark_consumer()
     try:
         url = f"http://127.0.0.1:{metrics_port}/metrics"
-        wait_for(lambda: counter_value(url, "bridge_mqtt_connected") == 1, 30)
+        wait_for(lambda: counter_value(url, "bridge_mqtt_subscribed") == 1, 30)
         time.sleep(1)  # the SUBACK follows the CONNACK
         files = _payload_files(scratch, count, f"{rid}b")
         publishers = _publish(port, files)

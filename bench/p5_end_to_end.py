@@ -130,7 +130,7 @@ class Pipeline:
         create_topics(self.bootstrap)
         for service in self.services:
             service.start(60)
-        wait_for(lambda: counter_value(self.url("bridge"), "bridge_mqtt_connected") == 1, 30)
+        wait_for(lambda: counter_value(self.url("bridge"), "bridge_mqtt_subscribed") == 1, 30)
 
     def stop(self) -> None:
         for service in self.services:

@@ -172,6 +172,11 @@ def _service_env(prefix: str, pipeline: Pipeline, **extra: str) -> dict[str, str
     return env
 
 
+# Pipelines running now (the session's, a module's, a chaos scenario's). Every bridge
+# subscribes to every device topic, so each one also stores the others' MQTT fleets.
+LIVE_PIPELINES: list[Pipeline] = []
+
+
 @contextmanager
 def running_pipeline(
     run_id: str, log_dir: Path, overrides: dict[str, dict[str, str]] | None = None
@@ -215,7 +220,9 @@ def running_pipeline(
     }
     health = {
         "ingest": f"{p.ingest_url}/health",
-        "bridge": f"http://127.0.0.1:{bridge_metrics}/metrics",
+        # Not just up: until Mosquitto granted its subscriptions, a new session gets nothing,
+        # and the broker acknowledges what devices publish meanwhile to no one.
+        "bridge": f"http://127.0.0.1:{bridge_metrics}/ready",
         "processor": f"http://127.0.0.1:{processor_metrics}/metrics",
         "sink": f"http://127.0.0.1:{sink_metrics}/metrics",
     }
@@ -233,8 +240,11 @@ def running_pipeline(
                 ]
             )
         )
+        LIVE_PIPELINES.append(p)
         yield p
     finally:
+        if p in LIVE_PIPELINES:
+            LIVE_PIPELINES.remove(p)
         sd_file.unlink(missing_ok=True)
         for service in p.services.values():
             service.stop()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -24,7 +25,7 @@ from tests.integration.secure_mqtt import (
     secure_broker,
 )
 from tests.integration.test_simulators import final_summary, ledger_ids, stored_ids
-from tests.support import wait_for
+from tests.support import ServiceProcess, free_port, wait_for
 
 DEVICES, PER_DEVICE = 3, 10
 
@@ -123,3 +124,41 @@ def test_a_fleet_flows_and_a_forger_is_refused_end_to_end(
     finally:
         for fleet in (honest, victim):
             unregister_fleet(broker.admin, fleet)
+
+
+def test_a_bridge_refused_its_subscriptions_says_so_and_is_not_ready(
+    secure_pipeline: Pipeline, broker: SecureBroker, tmp_path: Path
+) -> None:
+    """A bridge logged in as a fleet (which may only publish its own devices' topics) is
+    connected but refused every subscription: it logs that, and ``bridge_mqtt_subscribed``
+    stays 0 while ``bridge_mqtt_connected`` is 1, so readiness checks and alerts can tell."""
+    fleet = secure_pipeline.fleet("not-a-bridge")
+    register_fleet(broker.admin, fleet, mqtt_password(broker.fleet_key, fleet), "generic", 1)
+    metrics_port = free_port()
+    metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+    impostor = ServiceProcess(
+        "bridge-as-a-fleet",
+        ["devicefleet-bridge"],
+        secure_pipeline.env["bridge"]
+        | {
+            "BRIDGE_CLIENT_ID": f"impostor-{uuid.uuid4().hex[:8]}",
+            "BRIDGE_METRICS_PORT": str(metrics_port),
+            "BRIDGE_MQTT_USERNAME": fleet,
+            "BRIDGE_MQTT_PASSWORD": mqtt_password(broker.fleet_key, fleet),
+        },
+        tmp_path,
+        health_url=metrics,
+    ).start()
+    try:
+        wait_for(
+            lambda: "mqtt subscription refused" in impostor.logs(),
+            30,
+            message="the bridge logging its refused subscriptions",
+        )
+        text = httpx.get(metrics, timeout=5).text
+        assert "\nbridge_mqtt_connected 1.0\n" in text
+        assert "\nbridge_mqtt_subscribed 0.0\n" in text
+        assert "Not authorized" in impostor.logs()
+    finally:
+        impostor.stop()
+        unregister_fleet(broker.admin, fleet)

@@ -20,8 +20,8 @@ from tests.support import wait_for
 def test_metrics_pass_promtool(pipeline: Pipeline, service: str) -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by devstack/install.sh (Debian package prometheus)"
-    url = pipeline.services[service].health_url or ""
-    url = url.replace("/health", "/metrics")
+    health_url = pipeline.services[service].health_url or ""
+    url = health_url.rsplit("/", 1)[0] + "/metrics"  # /health, /ready or /metrics itself
     exposition = httpx.get(url, timeout=5).text
     assert "# TYPE" in exposition
     result = subprocess.run(

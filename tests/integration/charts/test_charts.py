@@ -121,6 +121,22 @@ def test_each_service_runs_its_own_program() -> None:
         assert container["image"] == f"devicefleet/{name}:0.1.0"
 
 
+def test_the_bridge_is_ready_only_once_subscribed() -> None:
+    """Its readiness is /ready (the broker granted its subscriptions, else what devices
+    publish reaches no one), so `helm install --wait` waits for it; its liveness and the
+    processor's and sink's probes stay on /metrics."""
+    probes = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["spec"]["containers"][0]
+        for doc in render("devicefleet")
+        if doc["kind"] == "Deployment"
+    }
+    bridge = probes["devicefleet-bridge"]
+    assert bridge["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    assert bridge["livenessProbe"]["httpGet"]["path"] == "/metrics"
+    for name in ("devicefleet-processor", "devicefleet-sink"):
+        assert probes[name]["readinessProbe"]["httpGet"]["path"] == "/metrics", name
+
+
 def test_services_get_credentials_from_the_secret_only() -> None:
     docs = render("devicefleet", "--set", "postgresql.auth.password=not-in-env")
     for name, template in pod_specs(docs):

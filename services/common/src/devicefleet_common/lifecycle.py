@@ -8,7 +8,7 @@ from types import FrameType
 from typing import Protocol
 
 from devicefleet_common.logging import get_logger, setup_logging
-from devicefleet_common.metrics import serve_metrics
+from devicefleet_common.metrics import Readiness, serve_metrics
 from devicefleet_common.settings import ObservabilitySettings, redacted
 from devicefleet_common.tracing import setup_tracing
 
@@ -24,11 +24,17 @@ class Runnable(Protocol):
     def close(self) -> None: ...
 
 
-def start_observability(service: str, settings: ObservabilitySettings, metrics_port: int) -> None:
-    """JSON logs, tracing and /metrics, before anything else can log or count."""
+def start_observability(
+    service: str,
+    settings: ObservabilitySettings,
+    metrics_port: int,
+    readiness: Readiness | None = None,
+) -> None:
+    """JSON logs, tracing and /metrics (and /ready with ``readiness``), before anything else
+    can log or count."""
     setup_logging(service, settings.log_level, settings.environment)
     setup_tracing(service, settings.otlp_endpoint)
-    serve_metrics(metrics_port, settings.metrics_host)
+    serve_metrics(metrics_port, settings.metrics_host, readiness)
     log.info(f"{service} starting", settings=redacted(settings))
 
 

@@ -26,6 +26,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from devicefleet_common.kafka import on_error_logger, producer_config
 from devicefleet_common.logging import get_logger
+from devicefleet_common.metrics import Readiness
 from devicefleet_common.mqtt import REFUSED_CONNACK, broker_label, configure_client
 from devicefleet_common.schemas import (
     DLQ_DETAIL_HEADER,
@@ -76,9 +77,13 @@ class Record:
     generation: int
 
 
+NOT_CONNECTED = "not connected to the MQTT broker"
+
+
 class Bridge:
-    def __init__(self, settings: BridgeSettings) -> None:
+    def __init__(self, settings: BridgeSettings, readiness: Readiness | None = None) -> None:
         self._settings = settings
+        self._readiness = readiness or Readiness(NOT_CONNECTED)
         self._inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._acks = AckQueue()
         self._retries: list[tuple[float, Record]] = []
@@ -147,6 +152,7 @@ class Bridge:
         self._client.disconnect()
         self._client.loop_stop()
         metrics.MQTT_CONNECTED.set(0)
+        self._not_subscribed(NOT_CONNECTED)
 
     # --- paho network thread ---------------------------------------------------------------
 
@@ -162,6 +168,7 @@ class Bridge:
             # paho retries with backoff; every refusal is counted and said (bad credentials
             # do not fix themselves), with whom we tried to connect, never the password.
             metrics.MQTT_CONNECT_REFUSED.labels(str(reason_code)).inc()
+            self._not_subscribed(f"the MQTT broker refused the connection: {reason_code}")
             level = log.error if int(reason_code.value) in REFUSED_CONNACK else log.warning
             level(
                 "mqtt connect refused",
@@ -170,6 +177,7 @@ class Bridge:
             )
             return
         metrics.MQTT_CONNECTED.set(1)
+        self._not_subscribed("connected; the MQTT broker has not granted the subscriptions yet")
         log.info(
             "mqtt connected",
             reason_code=str(reason_code),
@@ -189,8 +197,11 @@ class Bridge:
     ) -> None:
         granted = dict(zip(SUBSCRIPTIONS, (str(rc) for rc in reason_codes), strict=False))
         if any(rc.is_failure for rc in reason_codes):
+            self._not_subscribed(f"the MQTT broker refused subscriptions: {granted}")
             log.error("mqtt subscription refused", granted=granted)
         else:
+            metrics.MQTT_SUBSCRIBED.set(1)
+            self._readiness.reason = None
             log.info("mqtt subscribed", granted=granted)
 
     def _on_disconnect(
@@ -203,8 +214,15 @@ class Bridge:
     ) -> None:
         self._generation += 1
         metrics.MQTT_CONNECTED.set(0)
+        self._not_subscribed(NOT_CONNECTED)
         level = log.warning if reason_code.is_failure else log.info
         level("mqtt disconnected", reason_code=str(reason_code))
+
+    def _not_subscribed(self, reason: str) -> None:
+        """Until the broker grants the subscriptions, what devices publish reaches no one:
+        the gauge and /ready say so, with why."""
+        metrics.MQTT_SUBSCRIBED.set(0)
+        self._readiness.reason = reason
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if not self._accepting:
