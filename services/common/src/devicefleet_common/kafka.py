@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from devicefleet_common.logging import get_logger
 from devicefleet_common.schemas import DLQ_DETAIL_HEADER, DLQ_REASON_HEADER, DLQ_STAGE_HEADER
@@ -71,6 +72,11 @@ def consumer_config(
     return config
 
 
+PRODUCER_RENEWALS = Counter(
+    "kafka_producer_renewals",
+    "Kafka producers replaced because deliveries kept timing out while the cluster answered",
+)
+
 # Partitions whose lag this process exports (one consumer per process).
 _lag_series: set[tuple[str, str]] = set()
 
@@ -111,19 +117,95 @@ class AsyncProducer:
     librdkafka callbacks fire from ``poll``; a daemon thread polls and hands results back to
     the event loop, so awaiting a delivery never blocks the loop. The acknowledgements of one
     ``poll`` go back together, in one wake-up of the loop rather than one per record.
+
+    A producer that stops delivering while the cluster answers is replaced: after a broker
+    restart, librdkafka's idempotent producer was once seen timing out every record for
+    minutes while another client of the same broker delivered (confluentinc/librdkafka#4976
+    describes a producer stuck like this). With a finite ``message.timeout.ms``: when nothing
+    was delivered for ``stall_factor`` times that, at least ``STALL_TIMEOUTS`` records timed
+    out meanwhile, and the cluster has answered metadata requests for a whole message timeout
+    (so a record sent once it came back had its chance), a new producer (a new producer id)
+    takes the next records; the old one is polled until its records are settled.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self._producer = Producer(config)
+    STALL_TIMEOUTS = 3
+    CHECK_INTERVAL = 1.0
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        stall_factor: float = 3.0,
+        factory: Callable[[dict[str, Any]], Producer] = Producer,
+    ) -> None:
+        self._config = config
+        self._factory = factory
+        self._producer = factory(config)
+        self._retired: list[Producer] = []  # replaced, still settling; only the polling thread
+        timeout_ms = int(config.get("message.timeout.ms", 300_000))
+        self._timeout_seconds = timeout_ms / 1000 if timeout_ms > 0 else None  # 0: never
+        self._stall_seconds = stall_factor * timeout_ms / 1000
+        # Watchdog state, only on the polling thread (delivery callbacks run in its poll).
+        self._last_delivery = time.monotonic()
+        self._timed_out = 0  # records timed out since the last delivery
+        self._answering_since: float | None = None  # cluster reachable while stalled, since
         self._stop = threading.Event()
         self._acked: list[_Delivery] = []  # this poll's deliveries; only the polling thread
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._thread.start()
 
     def _poll_loop(self) -> None:
+        next_check = time.monotonic() + self.CHECK_INTERVAL
         while not self._stop.is_set():
             self._producer.poll(0.1)
+            self._poll_retired()
             self._hand_over()
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.CHECK_INTERVAL
+                if self._stalled():
+                    self._renew()
+
+    def _poll_retired(self) -> None:
+        for old in list(self._retired):
+            old.poll(0)
+            if len(old) == 0:
+                self._retired.remove(old)
+
+    def _note(self, err: KafkaError | None) -> None:
+        """Runs in ``poll``, on the polling thread."""
+        if err is None:
+            self._last_delivery = time.monotonic()
+            self._timed_out = 0
+            self._answering_since = None
+        elif err.code() == KafkaError._MSG_TIMED_OUT:
+            self._timed_out += 1
+
+    def _stalled(self) -> bool:
+        if self._timeout_seconds is None or self._timed_out < self.STALL_TIMEOUTS:
+            return False
+        now = time.monotonic()
+        if now - self._last_delivery < self._stall_seconds:
+            return False
+        if not self.cluster_reachable():  # Kafka is down: a new producer would not help
+            self._answering_since = None
+            return False
+        if self._answering_since is None:
+            self._answering_since = now
+        return now - self._answering_since >= self._timeout_seconds
+
+    def _renew(self) -> None:
+        stalled_for = time.monotonic() - self._last_delivery
+        old, self._producer = self._producer, self._factory(self._config)
+        self._retired.append(old)
+        PRODUCER_RENEWALS.inc()
+        log.warning(
+            "kafka producer renewed: records kept timing out while the cluster answered",
+            seconds_without_delivery=round(stalled_for, 1),
+            timed_out=self._timed_out,
+            unsettled=len(old),
+        )
+        self._last_delivery = time.monotonic()  # the new producer gets a full window
+        self._timed_out = 0
+        self._answering_since = None
 
     def _hand_over(self) -> None:
         if not self._acked:
@@ -146,6 +228,7 @@ class AsyncProducer:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            self._note(err)
             self._acked.append((future, err, msg))
 
         # BufferError (local queue full) propagates: the caller turns it into 503.
@@ -155,7 +238,7 @@ class AsyncProducer:
         return await future
 
     def queue_length(self) -> int:
-        return len(self._producer)
+        return len(self._producer) + sum(len(old) for old in list(self._retired))
 
     def cluster_reachable(self, timeout: float = 2.0) -> bool:
         try:
@@ -168,6 +251,8 @@ class AsyncProducer:
         self._stop.set()
         self._thread.join(timeout=1.0)  # from here on, only flush() runs the callbacks
         remaining = int(self._producer.flush(timeout))
+        for old in self._retired:
+            remaining += int(old.flush(0))
         self._hand_over()
         return remaining
 
