@@ -26,6 +26,8 @@ from confluent_kafka.admin import AdminClient
 from devicefleet_bootstrap.main import create_topics, migrate, register_devices
 from devicefleet_bootstrap.settings import Settings as BootstrapSettings
 from devicefleet_common.schemas import Profile
+from devicefleet_ingest.bridge.settings import BridgeSettings
+from tests.integration.mqtt import forget_session
 from tests.support import (
     DATABASE_URL,
     KAFKA,
@@ -248,6 +250,11 @@ def running_pipeline(
         sd_file.unlink(missing_ok=True)
         for service in p.services.values():
             service.stop()
+        if "bridge" in p.services:
+            bridge = BridgeSettings(
+                **{k.removeprefix("BRIDGE_").lower(): v for k, v in p.env["bridge"].items()}
+            )
+            forget_session(bridge, bridge.client_id)
         admin = AdminClient({"bootstrap.servers": KAFKA})
         admin.delete_topics([p.raw_topic, p.decoded_topic, p.dead_letter_topic])
 
