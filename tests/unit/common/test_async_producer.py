@@ -116,3 +116,30 @@ def test_no_renewal_without_a_message_timeout_or_before_enough_timeouts() -> Non
         run([wedged, spare], timeout_ms=timeout_ms, records=records, wait=0.8)
         assert spare.produced == 0, (timeout_ms, records)
         assert renewals() == before
+
+
+def test_a_producer_that_cannot_be_made_leaves_the_old_one_polling() -> None:
+    wedged = ScriptedProducer(wedged=True, reachable=True)
+    made = iter([wedged])
+
+    def factory(_config: dict[str, Any]) -> Any:
+        try:
+            return next(made)
+        except StopIteration:
+            raise KafkaException(KafkaError(KafkaError._INVALID_ARG)) from None
+
+    producer = AsyncProducer({"message.timeout.ms": 100}, factory=factory)
+
+    async def scenario() -> None:
+        for _ in range(3):
+            with pytest.raises(KafkaException):
+                await producer.produce("raw", b"k", b"v")
+        await asyncio.sleep(0.8)  # renewals attempted, and failed
+        with pytest.raises(KafkaException):  # still answered, by the old producer
+            await asyncio.wait_for(producer.produce("raw", b"k", b"v"), 2)
+
+    try:
+        asyncio.run(scenario())
+        assert wedged.produced == 4
+    finally:
+        producer.close(1)

@@ -194,7 +194,13 @@ class AsyncProducer:
 
     def _renew(self) -> None:
         stalled_for = time.monotonic() - self._last_delivery
-        old, self._producer = self._producer, self._factory(self._config)
+        try:
+            new = self._factory(self._config)
+        except Exception:  # the polling thread must survive: keep the old producer
+            log.exception("kafka producer could not be renewed")
+            self._last_delivery = time.monotonic()  # try again after another stall window
+            return
+        old, self._producer = self._producer, new
         self._retired.append(old)
         PRODUCER_RENEWALS.inc()
         log.warning(
