@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -250,13 +251,20 @@ def running_pipeline(
         sd_file.unlink(missing_ok=True)
         for service in p.services.values():
             service.stop()
-        if "bridge" in p.services:
-            bridge = BridgeSettings(
-                **{k.removeprefix("BRIDGE_").lower(): v for k, v in p.env["bridge"].items()}
-            )
-            forget_session(bridge, bridge.client_id)
         admin = AdminClient({"bootstrap.servers": KAFKA})
         admin.delete_topics([p.raw_topic, p.decoded_topic, p.dead_letter_topic])
+        if "bridge" in p.services:
+            _forget_bridge_session(p.env["bridge"])
+
+
+def _forget_bridge_session(env: dict[str, str]) -> None:
+    """Best effort, on the way out: a scenario may have left the broker stopped, and that
+    must not hide how the test itself ended."""
+    bridge = BridgeSettings(**{k.removeprefix("BRIDGE_").lower(): v for k, v in env.items()})
+    try:
+        forget_session(bridge, bridge.client_id)
+    except (AssertionError, OSError) as exc:
+        warnings.warn(f"bridge session {bridge.client_id} left on the broker: {exc}", stacklevel=2)
 
 
 @pytest.fixture(scope="session")

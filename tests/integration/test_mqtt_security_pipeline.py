@@ -159,6 +159,9 @@ def test_a_bridge_refused_its_subscriptions_says_so_and_is_not_ready(
         assert "\nbridge_mqtt_connected 1.0\n" in text
         assert "\nbridge_mqtt_subscribed 0.0\n" in text
         assert "Not authorized" in impostor.logs()
+        ready = httpx.get(f"http://127.0.0.1:{metrics_port}/ready", timeout=5)
+        assert ready.status_code == 503
+        assert ready.text.startswith("the MQTT broker refused subscriptions:"), ready.text
     finally:
         impostor.stop()
         unregister_fleet(broker.admin, fleet)
