@@ -152,7 +152,7 @@ class Bridge:
         self._client.disconnect()
         self._client.loop_stop()
         metrics.MQTT_CONNECTED.set(0)
-        self._not_subscribed(NOT_CONNECTED)
+        self._subscription_state(NOT_CONNECTED)
 
     # --- paho network thread ---------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class Bridge:
             # paho retries with backoff; every refusal is counted and said (bad credentials
             # do not fix themselves), with whom we tried to connect, never the password.
             metrics.MQTT_CONNECT_REFUSED.labels(str(reason_code)).inc()
-            self._not_subscribed(f"the MQTT broker refused the connection: {reason_code}")
+            self._subscription_state(f"the MQTT broker refused the connection: {reason_code}")
             level = log.error if int(reason_code.value) in REFUSED_CONNACK else log.warning
             level(
                 "mqtt connect refused",
@@ -177,7 +177,7 @@ class Bridge:
             )
             return
         metrics.MQTT_CONNECTED.set(1)
-        self._not_subscribed("connected; the MQTT broker has not granted the subscriptions yet")
+        self._subscription_state("connected; the MQTT broker has not granted the subscriptions yet")
         log.info(
             "mqtt connected",
             reason_code=str(reason_code),
@@ -197,11 +197,10 @@ class Bridge:
     ) -> None:
         granted = dict(zip(SUBSCRIPTIONS, (str(rc) for rc in reason_codes), strict=False))
         if any(rc.is_failure for rc in reason_codes):
-            self._not_subscribed(f"the MQTT broker refused subscriptions: {granted}")
+            self._subscription_state(f"the MQTT broker refused subscriptions: {granted}")
             log.error("mqtt subscription refused", granted=granted)
         else:
-            metrics.MQTT_SUBSCRIBED.set(1)
-            self._readiness.reason = None
+            self._subscription_state(None)
             log.info("mqtt subscribed", granted=granted)
 
     def _on_disconnect(
@@ -214,15 +213,15 @@ class Bridge:
     ) -> None:
         self._generation += 1
         metrics.MQTT_CONNECTED.set(0)
-        self._not_subscribed(NOT_CONNECTED)
+        self._subscription_state(NOT_CONNECTED)
         level = log.warning if reason_code.is_failure else log.info
         level("mqtt disconnected", reason_code=str(reason_code))
 
-    def _not_subscribed(self, reason: str) -> None:
-        """Until the broker grants the subscriptions, what devices publish reaches no one:
-        the gauge and /ready say so, with why."""
-        metrics.MQTT_SUBSCRIBED.set(0)
-        self._readiness.reason = reason
+    def _subscription_state(self, why_not: str | None) -> None:
+        """Why the bridge is not subscribed, or None once it is. Until the broker grants the
+        subscriptions, what devices publish reaches no one: the gauge and /ready say so."""
+        metrics.MQTT_SUBSCRIBED.set(0 if why_not else 1)
+        self._readiness.reason = why_not
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if not self._accepting:
